@@ -1,0 +1,1 @@
+"""Data layer: feature map, raw sources, prepare, loaders."""

@@ -1,0 +1,255 @@
+"""The feature map: the one description of a prepared dataset that every stage reads.
+
+A feature map names the label, every field (its kind, vocabulary size and out-of-vocabulary id),
+the candidate embedding sizes, the splits on disk and free-form metadata (for synthetic data, the
+planted ground truth). It is stored as ``feature_map.json`` beside the parquet shards, versioned,
+and validated on load so that a stage never starts on a file it cannot use.
+
+Storage conventions (shared by ``prepare`` and the loader):
+
+* every field is stored as ids in a column of the field's name: ``int32`` for ``categorical`` and
+  ``numeric`` fields (numeric values are bucketized at prepare time), ``list<int32>`` for
+  ``multi_valued`` fields;
+* id 0 is the out-of-vocabulary id (rare, unseen or missing values); real values are 1..V-1, so
+  ``vocab_size`` V counts the OOV id;
+* a ``numeric`` field also keeps its transformed dense value in a ``float32`` column named
+  ``<name>__value`` (for backbones such as DLRM that take dense inputs);
+* the label column holds 0/1 as ``float32``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from adass_ray.errors import DataError
+
+FORMAT_VERSION = 1
+FEATURE_MAP_FILE = "feature_map.json"
+OOV_ID = 0
+DEFAULT_CANDIDATE_SIZES: tuple[int, ...] = (4, 8, 16, 32, 64)
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+FieldKind = Literal["categorical", "numeric", "multi_valued"]
+FIELD_KINDS: tuple[str, ...] = ("categorical", "numeric", "multi_valued")
+
+
+def dense_column(name: str) -> str:
+    """Name of the float column that holds a numeric field's dense value."""
+    return f"{name}__value"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One feature field.
+
+    Attributes:
+        name: column name in the shards (unique).
+        kind: ``categorical``, ``numeric`` (bucketized, plus a dense value column) or
+            ``multi_valued`` (a list of ids per row, pooled by the model).
+        vocab_size: number of ids including the OOV id 0 (the V_f of the cost model).
+        oov_id: always 0; stored so that readers need not assume it.
+        distinct: distinct raw values over the whole input (all splits), before thresholding.
+        max_len: for ``multi_valued`` fields, the list length the loader pads/truncates to.
+        transform: how raw values became ids (e.g. ``vocab``, ``log2``, ``quantile``), with its
+            fitted parameters (quantile boundaries), so the mapping can be replayed.
+    """
+
+    name: str
+    kind: FieldKind
+    vocab_size: int
+    oov_id: int = OOV_ID
+    distinct: int | None = None
+    max_len: int | None = None
+    transform: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise DataError("feature map: a field has an empty name")
+        if self.kind not in FIELD_KINDS:
+            raise DataError(
+                f"feature map: field {self.name!r} has kind {self.kind!r}; "
+                f"expected one of {', '.join(FIELD_KINDS)}"
+            )
+        if not isinstance(self.vocab_size, int) or self.vocab_size < 1:
+            raise DataError(
+                f"feature map: field {self.name!r} has vocab_size {self.vocab_size!r}; "
+                "expected an integer >= 1 (the OOV id counts)"
+            )
+        if self.oov_id != OOV_ID:
+            raise DataError(f"feature map: field {self.name!r} has oov_id {self.oov_id}; expected 0")
+        if self.kind == "multi_valued" and (self.max_len is None or self.max_len < 1):
+            raise DataError(
+                f"feature map: multi-valued field {self.name!r} needs max_len >= 1, got {self.max_len!r}"
+            )
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """Where one split lives (paths relative to the dataset folder) and how many rows it has."""
+
+    rows: int
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """A prepared dataset's description (see the module docstring for the storage layout)."""
+
+    name: str
+    label: str
+    fields: tuple[FieldSpec, ...]
+    candidate_sizes: tuple[int, ...] = DEFAULT_CANDIDATE_SIZES
+    splits: Mapping[str, SplitInfo] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.fields:
+            raise DataError("feature map: no fields")
+        names = [f.name for f in self.fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DataError(f"feature map: duplicate field names {dupes}")
+        if self.label in names:
+            raise DataError(f"feature map: label {self.label!r} is also a field")
+        validate_candidate_sizes(self.candidate_sizes)
+        for split in self.splits:
+            if split not in SPLITS:
+                raise DataError(f"feature map: unknown split {split!r}; expected {SPLITS}")
+
+    # --- lookups ---------------------------------------------------------------------------
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.fields)
+
+    @property
+    def vocab_sizes(self) -> tuple[int, ...]:
+        return tuple(f.vocab_size for f in self.fields)
+
+    @property
+    def numeric_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.kind == "numeric")
+
+    @property
+    def multi_valued_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.kind == "multi_valued")
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise DataError(f"feature map has no field {name!r}; fields: {', '.join(self.field_names)}")
+
+    def split_paths(self, root: str | os.PathLike[str], split: str) -> list[Path]:
+        """Absolute shard paths of ``split`` under the dataset folder ``root``."""
+        if split not in self.splits:
+            raise DataError(
+                f"dataset has no {split!r} split (has: {', '.join(self.splits) or 'none'})"
+            )
+        return [Path(root) / p for p in self.splits[split].files]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must agree on to be used with this dataset (names, kinds, vocab)."""
+        return {
+            "fields": [[f.name, f.kind, f.vocab_size] for f in self.fields],
+            "label": self.label,
+        }
+
+    # --- (de)serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fields"] = [_drop_none(asdict(f)) for f in self.fields]
+        d["splits"] = {k: {"rows": v.rows, "files": list(v.files)} for k, v in self.splits.items()}
+        d["candidate_sizes"] = list(self.candidate_sizes)
+        return {"version": d.pop("version"), **d}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, source: str = "feature map") -> FeatureMap:
+        if not isinstance(d, Mapping):
+            raise DataError(f"{source}: expected a JSON object at the top level")
+        version = d.get("version")
+        if version != FORMAT_VERSION:
+            raise DataError(
+                f"{source}: format version {version!r} is not supported (this adass_ray reads "
+                f"version {FORMAT_VERSION}); re-run `adass-ray prepare`"
+            )
+        try:
+            fields = tuple(FieldSpec(**_only(f, FieldSpec)) for f in d["fields"])
+            splits = {
+                k: SplitInfo(rows=int(v["rows"]), files=tuple(v["files"]))
+                for k, v in d.get("splits", {}).items()
+            }
+            return cls(
+                name=str(d["name"]),
+                label=str(d["label"]),
+                fields=fields,
+                candidate_sizes=tuple(int(s) for s in d.get("candidate_sizes", DEFAULT_CANDIDATE_SIZES)),
+                splits=splits,
+                metadata=dict(d.get("metadata", {})),
+                version=int(version),
+            )
+        except DataError as e:
+            raise DataError(f"{source}: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{source}: malformed ({type(e).__name__}: {e}); re-run `adass-ray prepare`") from None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically (temp file in the same folder, then rename)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=".feature_map.", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2, sort_keys=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FeatureMap:
+        """Load ``feature_map.json`` (or the one inside a dataset folder) and validate it."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / FEATURE_MAP_FILE
+        if not path.is_file():
+            raise DataError(f"{path}: no feature map there; run `adass-ray prepare` first")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(d, source=str(path))
+
+
+def validate_candidate_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+    """Check candidate sizes are positive, strictly increasing integers and return them."""
+    sizes = tuple(sizes)
+    if not sizes:
+        raise DataError("candidate sizes: empty; give at least one size, e.g. 4,8,16,32,64")
+    if any((not isinstance(s, int)) or isinstance(s, bool) or s <= 0 for s in sizes):
+        raise DataError(f"candidate sizes {list(sizes)}: every size must be a positive integer")
+    if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
+        raise DataError(f"candidate sizes {list(sizes)}: must be strictly increasing")
+    return sizes
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None and v != {}}
+
+
+def _only(d: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    allowed = set(cls.__dataclass_fields__)
+    unknown = set(d) - allowed
+    if unknown:
+        raise DataError(f"unknown field keys {sorted(unknown)}")
+    return dict(d)
+
+
+def names(fields: Iterable[FieldSpec]) -> list[str]:
+    return [f.name for f in fields]

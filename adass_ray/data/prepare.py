@@ -1,0 +1,334 @@
+"""Prepare: a raw table → train/valid/test parquet shards of ids + ``feature_map.json``.
+
+Everything is columnar (pyarrow / numpy, no per-row Python): categorical values are dictionary
+encoded, counted on the *train* rows only, and mapped to ids 1..V-1 by descending count (ties by
+value, so the mapping is deterministic); values below the minimum count, unseen or missing get the
+OOV id 0. Numeric columns are bucketized (the Criteo ``log2`` rule, or train-fitted quantile bins)
+and also kept as a dense value. Multi-valued columns become lists of ids.
+
+Output layout (see :mod:`adass_ray.data.feature_map`)::
+
+    OUT/feature_map.json
+    OUT/vocab/<field>.parquet          value → id, with train counts (to encode new data)
+    OUT/{train,valid,test}/part-00000.parquet …
+
+Everything is written into a temp folder and renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from adass_ray.data.feature_map import (
+    DEFAULT_CANDIDATE_SIZES,
+    SPLITS,
+    FeatureMap,
+    FieldSpec,
+    SplitInfo,
+    dense_column,
+    validate_candidate_sizes,
+)
+from adass_ray.data.io import atomic_output_dir, check_output_dir
+from adass_ray.data.schema import RawData
+from adass_ray.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How raw data become ids.
+
+    Attributes:
+        min_count: values seen fewer times than this in train become the OOV id (per-field
+            overrides come from the schema). ``None``: the format's default (1, Criteo 10, Avazu 5).
+        split: ``random`` (seeded) or ``time`` (ordered by the schema's time column).
+        fractions: train / valid / test fractions.
+        seed: seed for the random split.
+        n_bins: number of quantile bins for numeric columns (``quantile`` bucketing).
+        max_multi_len: cap on a multi-valued field's padded list length.
+        rows_per_shard: rows per parquet file.
+        candidate_sizes: candidate embedding sizes recorded in the feature map.
+    """
+
+    min_count: int | None = None
+    split: str = "random"
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    n_bins: int = 32
+    max_multi_len: int = 32
+    rows_per_shard: int = 1_000_000
+    candidate_sizes: tuple[int, ...] = DEFAULT_CANDIDATE_SIZES
+
+    def __post_init__(self) -> None:
+        if self.min_count is not None and self.min_count < 1:
+            raise ConfigError(f"min_count must be >= 1, got {self.min_count}")
+        if self.split not in ("random", "time"):
+            raise ConfigError(f"split must be 'random' or 'time', got {self.split!r}")
+        if len(self.fractions) != 3 or any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1) > 1e-6:
+            raise ConfigError(f"split fractions {self.fractions} must be three non-negative numbers summing to 1")
+        if self.fractions[0] <= 0:
+            raise ConfigError("the train fraction must be > 0")
+        if self.n_bins < 2:
+            raise ConfigError(f"n_bins must be >= 2, got {self.n_bins}")
+        if self.max_multi_len < 1 or self.rows_per_shard < 1:
+            raise ConfigError("max_multi_len and rows_per_shard must be >= 1")
+        validate_candidate_sizes(self.candidate_sizes)
+
+
+DEFAULT_MIN_COUNT = {"criteo": 10, "avazu": 5}
+
+
+def prepare(
+    raw: RawData, out: str | Path, config: PrepareConfig = PrepareConfig(), *, overwrite: bool = False
+) -> FeatureMap:
+    """Turn ``raw`` into a prepared dataset at ``out`` and return its feature map.
+
+    Raises:
+        DataError: bad label values, empty table, non-numeric numeric columns, no time column
+            for a time split.
+        AdassError: ``out`` exists and ``overwrite`` is false.
+    """
+    check_output_dir(out, overwrite=overwrite)  # fail before any work
+    table, schema = raw.table, raw.schema
+    schema.check_columns(table.column_names, source=raw.name)
+    n = table.num_rows
+    if n == 0:
+        raise DataError(f"{raw.name}: no rows")
+    label = _label(raw)
+    splits = _split_indices(raw, config)
+    train = np.zeros(n, dtype=bool)
+    train[splits["train"]] = True
+    fmt = str(raw.metadata.get("format", ""))
+    default_min = config.min_count if config.min_count is not None else DEFAULT_MIN_COUNT.get(fmt, 1)
+
+    columns: dict[str, np.ndarray | pa.Array] = {}
+    fields: list[FieldSpec] = []
+    vocabs: dict[str, pa.Table] = {}
+    for name in schema.feature_columns:
+        col = table[name]
+        min_count = schema.min_count.get(name, default_min)
+        if name in schema.multi_valued:
+            spec, arr, vocab = _encode_multi(name, col, schema.multi_valued[name], train, min_count, config)
+            columns[name] = arr
+        elif name in schema.numeric:
+            spec, ids, dense, vocab = _encode_numeric(name, col, schema.numeric_bucketing, train, min_count, config)
+            columns[name] = ids
+            columns[dense_column(name)] = dense
+        else:
+            codes, dictionary = _codes(col)
+            ids, vocab, vsize = _vocab_ids(codes, dictionary, train, min_count)
+            spec = FieldSpec(name=name, kind="categorical", vocab_size=vsize,
+                             distinct=len(dictionary), transform={"type": "vocab", "min_count": min_count})
+            columns[name] = ids
+        if spec.vocab_size == 1:
+            logger.warning(
+                "field %s: min_count %d leaves only the OOV id (every value is rarer); "
+                "lower the threshold or drop the field", name, min_count,
+            )
+        fields.append(spec)
+        if vocab is not None:
+            vocabs[name] = vocab
+
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "vocab").mkdir()
+        for name, vocab in vocabs.items():
+            pq.write_table(vocab, tmp / "vocab" / f"{_safe(name)}.parquet")
+        split_info: dict[str, SplitInfo] = {}
+        pos_rate: dict[str, float | None] = {}
+        for split in SPLITS:
+            idx = splits[split]
+            files = _write_split(tmp, split, idx, columns, label, config.rows_per_shard)
+            split_info[split] = SplitInfo(rows=int(len(idx)), files=tuple(files))
+            pos_rate[split] = round(float(label[idx].mean()), 6) if len(idx) else None
+        fmap = FeatureMap(
+            name=raw.name,
+            label="label",
+            fields=tuple(fields),
+            candidate_sizes=config.candidate_sizes,
+            splits=split_info,
+            metadata={
+                **dict(raw.metadata),
+                "rows": n,
+                "positive_rate": pos_rate,
+                "label_rule": str(schema.label_rule) if schema.label_rule else None,
+                "prepare": {**asdict(config), "min_count": default_min},
+            },
+        )
+        fmap.save(tmp / "feature_map.json")
+    logger.info("prepared %s: %d rows, %d fields → %s", raw.name, n, len(fields), out)
+    return FeatureMap.load(out)  # what later stages will see (JSON round trip)
+
+
+# --- label and splits ------------------------------------------------------------------------
+def _label(raw: RawData) -> np.ndarray:
+    schema = raw.schema
+    rule = schema.label_rule
+    col_name = (rule.column or schema.label) if rule else schema.label
+    col = raw.table[col_name]
+    if col.null_count:
+        raise DataError(f"{raw.name}: label column {col_name!r} has {col.null_count} empty values; drop those rows")
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)):
+        try:
+            col = pc.cast(col, pa.float64())
+        except pa.ArrowInvalid:
+            raise DataError(f"{raw.name}: label column {col_name!r} is not numeric") from None
+    if rule is not None:
+        return np.asarray(rule.apply(pc.cast(col, pa.float64())), dtype=np.float32)
+    values = np.asarray(pc.cast(col, pa.float64()).to_numpy(), dtype=np.float64)
+    bad = values[(values != 0) & (values != 1)]
+    if bad.size:
+        raise DataError(
+            f"{raw.name}: label column {col_name!r} holds values other than 0/1 (e.g. {bad[0]:g}); "
+            f"give a label rule such as --label-rule '{col_name} >= 4' (or label_rule in the schema)"
+        )
+    return values.astype(np.float32)
+
+
+def _split_indices(raw: RawData, config: PrepareConfig) -> dict[str, np.ndarray]:
+    n = raw.table.num_rows
+    if config.split == "time":
+        if not raw.schema.time:
+            raise DataError(f"{raw.name}: split=time needs a time column; name one under 'time' in the schema")
+        t = raw.table[raw.schema.time]
+        if t.null_count:
+            raise DataError(f"{raw.name}: time column {raw.schema.time!r} has empty values")
+        # pyarrow's sort is stable: rows with equal times keep their file order
+        order = np.asarray(pc.array_sort_indices(t.combine_chunks()), dtype=np.int64)
+    else:
+        order = np.random.default_rng(config.seed).permutation(n)
+    n_train = int(round(config.fractions[0] * n))
+    n_valid = int(round(config.fractions[1] * n))
+    return {
+        "train": order[:n_train],
+        "valid": order[n_train:n_train + n_valid],
+        "test": order[n_train + n_valid:],
+    }
+
+
+# --- encoding --------------------------------------------------------------------------------
+def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Dictionary codes (``-1`` for null) and the dictionary of a column, as one chunk."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    # combine_chunks unifies chunk dictionaries, so codes index one dictionary
+    codes = col.indices.to_numpy(zero_copy_only=False)
+    codes = np.where(col.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(np.int64)
+    return codes, col.dictionary
+
+
+def _vocab_ids(
+    codes: np.ndarray, dictionary: pa.Array, train: np.ndarray | None, min_count: int
+) -> tuple[np.ndarray, pa.Table, int]:
+    """Map dictionary codes to ids: kept values 1..V-1 by descending train count; else 0."""
+    ndict = len(dictionary)
+    fit = codes if train is None else codes[train]
+    counts = np.bincount(fit[fit >= 0], minlength=ndict)
+    kept = np.flatnonzero(counts >= max(min_count, 1))
+    # descending count, ties by the value's text so the mapping does not depend on row order
+    text = np.asarray(pc.cast(dictionary, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+    kept = kept[np.lexsort((text[kept].astype(str), -counts[kept]))]
+    id_of_code = np.zeros(ndict + 1, dtype=np.int32)  # last slot: null code -1
+    id_of_code[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
+    ids = id_of_code[codes]
+    vocab = pa.table({
+        "id": pa.array(np.arange(1, len(kept) + 1, dtype=np.int32)),
+        "value": pc.cast(dictionary.take(pa.array(kept)), pa.string()),
+        "count": pa.array(counts[kept].astype(np.int64)),
+    })
+    return ids, vocab, len(kept) + 1
+
+
+def _encode_numeric(
+    name: str, col: pa.ChunkedArray, bucketing: str, train: np.ndarray, min_count: int,
+    config: PrepareConfig,
+) -> tuple[FieldSpec, np.ndarray, np.ndarray, pa.Table | None]:
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        raise DataError(f"numeric column {name!r} has type {col.type}; it must hold numbers")
+    x = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    missing = np.isnan(x)
+    distinct = int(len(np.unique(x[~missing])))
+    if bucketing == "log2":
+        # the Criteo rule: x > 2 → floor(ln(x)^2), else x; the result is treated as categorical
+        safe = np.where(missing, 0.0, x)
+        b = np.where(safe > 2, np.floor(np.log(np.maximum(safe, 1.0)) ** 2), np.floor(safe))
+        codes_arr = pa.array(np.where(missing, np.nan, b)).cast(pa.int64(), safe=False)
+        codes_arr = pc.if_else(pa.array(missing), pa.nulls(len(x), pa.int64()), codes_arr)
+        codes, dictionary = _codes(codes_arr)
+        ids, vocab, vsize = _vocab_ids(codes, dictionary, train, min_count)
+        dense = np.where(missing, 0.0, np.sign(safe) * np.log1p(np.abs(safe))).astype(np.float32)
+        transform: dict[str, Any] = {"type": "log2", "min_count": min_count, "dense": "sign*log1p|x|"}
+    else:
+        fit = x[train & ~missing]
+        if fit.size == 0:
+            raise DataError(f"numeric column {name!r} has no values in the train split")
+        edges = np.unique(np.quantile(fit, np.linspace(0, 1, config.n_bins + 1)[1:-1]))
+        ids = np.where(missing, 0, np.searchsorted(edges, np.where(missing, 0, x), side="right") + 1)
+        ids = ids.astype(np.int32)
+        vsize, vocab = len(edges) + 2, None
+        mean, std = float(fit.mean()), float(fit.std()) or 1.0
+        dense = np.where(missing, 0.0, (x - mean) / std).astype(np.float32)
+        transform = {"type": "quantile", "edges": [float(e) for e in edges], "mean": mean, "std": std}
+    spec = FieldSpec(name=name, kind="numeric", vocab_size=int(vsize), distinct=distinct, transform=transform)
+    return spec, ids, dense, vocab
+
+
+def _encode_multi(
+    name: str, col: pa.ChunkedArray, sep: str, train: np.ndarray, min_count: int,
+    config: PrepareConfig,
+) -> tuple[FieldSpec, pa.Array, pa.Table]:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(pa.string())
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        if not pa.types.is_string(arr.type):
+            raise DataError(f"multi-valued column {name!r} must hold text or lists, not {arr.type}")
+        arr = pc.split_pattern(pc.utf8_trim_whitespace(arr), pattern=sep or " ")
+    arr = pc.fill_null(arr, pa.scalar([], arr.type)) if arr.null_count else arr
+    values = pc.list_flatten(arr)
+    parents = np.asarray(pc.list_parent_indices(arr), dtype=np.int64)
+    values_ok = pc.not_equal(pc.cast(values, pa.string()), "")
+    codes, dictionary = _codes(pc.if_else(values_ok, values, pa.nulls(len(values), values.type)))
+    elem_train = train[parents]
+    ids, vocab, vsize = _vocab_ids(codes, dictionary, elem_train, min_count)
+    keep = codes >= 0  # drop empty tokens ("a||b") rather than turning them into OOV ids
+    lengths = np.bincount(parents[keep], minlength=len(arr))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids[keep].astype(np.int32)))
+    max_len = int(min(max(lengths[train].max(initial=1), 1), config.max_multi_len))
+    spec = FieldSpec(name=name, kind="multi_valued", vocab_size=vsize, distinct=len(dictionary),
+                     max_len=max_len, transform={"type": "vocab", "min_count": min_count, "sep": sep})
+    return spec, lists, vocab
+
+
+# --- writing ---------------------------------------------------------------------------------
+def _write_split(
+    root: Path, split: str, idx: np.ndarray, columns: dict[str, Any], label: np.ndarray, rows_per_shard: int
+) -> list[str]:
+    (root / split).mkdir()
+    files: list[str] = []
+    take = pa.array(idx)
+    data: dict[str, pa.Array] = {}
+    for name, col in columns.items():
+        data[name] = col.take(take) if isinstance(col, pa.Array) else pa.array(col[idx])
+    data["label"] = pa.array(label[idx])
+    table = pa.table(data)
+    for part, start in enumerate(range(0, max(len(idx), 1), rows_per_shard)):
+        rel = f"{split}/part-{part:05d}.parquet"
+        pq.write_table(table.slice(start, rows_per_shard), root / rel, row_group_size=65536)
+        files.append(rel)
+    return files
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
