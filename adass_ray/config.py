@@ -35,8 +35,10 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], *, where: str = "config"
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, fields)}")
-        kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
+            source, _, path = where.partition(":")
+            dotted = f"{path}.{key}" if path else key
+            raise ConfigError(f"{source}: unknown key {dotted!r}{_suggest(key, fields)}")
+        kwargs[key] = _convert(value, hints[key], _join(where, key))
     try:
         return cls(**kwargs)
     except TypeError as e:
@@ -169,6 +171,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected text, got {value!r}")
         return str(value)
     return value
+
+
+def _join(where: str, key: str) -> str:
+    """``"file.yaml"`` + ``"train"`` → ``"file.yaml:train"``; then ``"file.yaml:train.lr"``."""
+    return f"{where}.{key}" if ":" in where else f"{where}:{key}"
 
 
 def _suggest(key: str, options: Mapping[str, Any]) -> str:

@@ -18,6 +18,9 @@ Everything is written into a temp folder and renamed into place at the end.
 from __future__ import annotations
 
 import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,8 @@ class PrepareConfig:
         n_bins: number of quantile bins for numeric columns (``quantile`` bucketing).
         max_multi_len: cap on a multi-valued field's padded list length.
         rows_per_shard: rows per parquet file.
+        compression: parquet codec of the shards. ``none`` (default) writes and reads fastest;
+            ``zstd`` makes files about 3× smaller for about twice the write time.
         candidate_sizes: candidate embedding sizes recorded in the feature map.
     """
 
@@ -66,6 +71,7 @@ class PrepareConfig:
     n_bins: int = 32
     max_multi_len: int = 32
     rows_per_shard: int = 1_000_000
+    compression: str = "none"
     candidate_sizes: tuple[int, ...] = DEFAULT_CANDIDATE_SIZES
 
     def __post_init__(self) -> None:
@@ -81,6 +87,8 @@ class PrepareConfig:
             raise ConfigError(f"n_bins must be >= 2, got {self.n_bins}")
         if self.max_multi_len < 1 or self.rows_per_shard < 1:
             raise ConfigError("max_multi_len and rows_per_shard must be >= 1")
+        if self.compression not in ("none", "snappy", "lz4", "zstd", "gzip"):
+            raise ConfigError(f"compression {self.compression!r}: use none, snappy, lz4, zstd or gzip")
         validate_candidate_sizes(self.candidate_sizes)
 
 
@@ -110,31 +118,37 @@ def prepare(
     fmt = str(raw.metadata.get("format", ""))
     default_min = config.min_count if config.min_count is not None else DEFAULT_MIN_COUNT.get(fmt, 1)
 
-    columns: dict[str, np.ndarray | pa.Array] = {}
-    fields: list[FieldSpec] = []
-    vocabs: dict[str, pa.Table] = {}
-    for name in schema.feature_columns:
+    def encode(name: str) -> tuple[FieldSpec, dict[str, np.ndarray | pa.Array], pa.Table | None]:
         col = table[name]
         min_count = schema.min_count.get(name, default_min)
         if name in schema.multi_valued:
             spec, arr, vocab = _encode_multi(name, col, schema.multi_valued[name], train, min_count, config)
-            columns[name] = arr
-        elif name in schema.numeric:
+            return spec, {name: arr}, vocab
+        if name in schema.numeric:
             spec, ids, dense, vocab = _encode_numeric(name, col, schema.numeric_bucketing, train, min_count, config)
-            columns[name] = ids
-            columns[dense_column(name)] = dense
-        else:
-            codes, dictionary = _codes(col)
-            ids, vocab, vsize = _vocab_ids(codes, dictionary, train, min_count)
-            spec = FieldSpec(name=name, kind="categorical", vocab_size=vsize,
-                             distinct=len(dictionary), transform={"type": "vocab", "min_count": min_count})
-            columns[name] = ids
+            return spec, {name: ids, dense_column(name): dense}, vocab
+        codes, dictionary = _codes(col)
+        ids, vocab, vsize = _vocab_ids(codes, dictionary, train, min_count)
+        spec = FieldSpec(name=name, kind="categorical", vocab_size=vsize,
+                         distinct=len(dictionary), transform={"type": "vocab", "min_count": min_count})
+        return spec, {name: ids}, vocab
+
+    # columns are independent and numpy/pyarrow release the GIL: encode them on all cores
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        encoded = list(pool.map(encode, schema.feature_columns))
+    logger.debug("encoded %d columns in %.2f s", len(encoded), time.perf_counter() - t0)
+    columns: dict[str, np.ndarray | pa.Array] = {}
+    fields: list[FieldSpec] = []
+    vocabs: dict[str, pa.Table] = {}
+    for name, (spec, cols, vocab) in zip(schema.feature_columns, encoded, strict=True):
         if spec.vocab_size == 1:
             logger.warning(
                 "field %s: min_count %d leaves only the OOV id (every value is rarer); "
-                "lower the threshold or drop the field", name, min_count,
+                "lower the threshold or drop the field", name, spec.transform.get("min_count", default_min),
             )
         fields.append(spec)
+        columns.update(cols)
         if vocab is not None:
             vocabs[name] = vocab
 
@@ -144,9 +158,15 @@ def prepare(
             pq.write_table(vocab, tmp / "vocab" / f"{_safe(name)}.parquet")
         split_info: dict[str, SplitInfo] = {}
         pos_rate: dict[str, float | None] = {}
-        for split in SPLITS:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            written = list(pool.map(
+                lambda split: _write_split(tmp, split, splits[split], columns, label, config),
+                SPLITS,
+            ))
+        logger.debug("wrote the splits in %.2f s", time.perf_counter() - t0)
+        for split, files in zip(SPLITS, written, strict=True):
             idx = splits[split]
-            files = _write_split(tmp, split, idx, columns, label, config.rows_per_shard)
             split_info[split] = SplitInfo(rows=int(len(idx)), files=tuple(files))
             pos_rate[split] = round(float(label[idx].mean()), 6) if len(idx) else None
         fmap = FeatureMap(
@@ -182,8 +202,8 @@ def _label(raw: RawData) -> np.ndarray:
         except pa.ArrowInvalid:
             raise DataError(f"{raw.name}: label column {col_name!r} is not numeric") from None
     if rule is not None:
-        return np.asarray(rule.apply(pc.cast(col, pa.float64())), dtype=np.float32)
-    values = np.asarray(pc.cast(col, pa.float64()).to_numpy(), dtype=np.float64)
+        return (rule.apply(pa.array(_float_numpy(col))).to_numpy(zero_copy_only=False)).astype(np.float32)
+    values = _float_numpy(col)
     bad = values[(values != 0) & (values != 1)]
     if bad.size:
         raise DataError(
@@ -207,24 +227,44 @@ def _split_indices(raw: RawData, config: PrepareConfig) -> dict[str, np.ndarray]
         order = np.random.default_rng(config.seed).permutation(n)
     n_train = int(round(config.fractions[0] * n))
     n_valid = int(round(config.fractions[1] * n))
-    return {
+    parts = {
         "train": order[:n_train],
         "valid": order[n_train:n_train + n_valid],
         "test": order[n_train + n_valid:],
     }
+    if config.split == "random":
+        # file order inside a split does not matter (loaders shuffle); sorted gathers are faster
+        parts = {k: np.sort(v) for k, v in parts.items()}
+    return parts
 
 
 # --- encoding --------------------------------------------------------------------------------
 def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Dictionary codes (``-1`` for null) and the dictionary of a column, as one chunk."""
     if isinstance(col, pa.ChunkedArray):
+        if pa.types.is_dictionary(col.type) and col.num_chunks > 1:
+            # unifying many chunk dictionaries is far slower than re-encoding the values
+            col = pc.cast(col, col.type.value_type)
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
-    # combine_chunks unifies chunk dictionaries, so codes index one dictionary
-    codes = col.indices.to_numpy(zero_copy_only=False)
-    codes = np.where(col.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(np.int64)
+    codes = pc.fill_null(pc.cast(col.indices, pa.int64()), -1).to_numpy(zero_copy_only=False)
     return codes, col.dictionary
+
+
+def _int_codes(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """Codes/dictionary for an int64 column without hashing (small ranges use an offset)."""
+    present = values[~missing]
+    if present.size == 0:
+        return np.full(len(values), -1, dtype=np.int64), pa.array([], pa.int64())
+    lo, hi = int(present.min()), int(present.max())
+    if hi - lo < 1 << 20:
+        codes = np.where(missing, -1, values - lo)
+        return codes.astype(np.int64), pa.array(np.arange(lo, hi + 1, dtype=np.int64))
+    uniq, inverse = np.unique(present, return_inverse=True)
+    codes = np.full(len(values), -1, dtype=np.int64)
+    codes[~missing] = inverse
+    return codes, pa.array(uniq)
 
 
 def _vocab_ids(
@@ -236,8 +276,9 @@ def _vocab_ids(
     counts = np.bincount(fit[fit >= 0], minlength=ndict)
     kept = np.flatnonzero(counts >= max(min_count, 1))
     # descending count, ties by the value's text so the mapping does not depend on row order
-    text = np.asarray(pc.cast(dictionary, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
-    kept = kept[np.lexsort((text[kept].astype(str), -counts[kept]))]
+    kept_values = pc.cast(dictionary.take(pa.array(kept, pa.int64())), pa.string())
+    text = np.asarray(kept_values.to_numpy(zero_copy_only=False), dtype=object).astype(str)
+    kept = kept[np.lexsort((text, -counts[kept]))]
     id_of_code = np.zeros(ndict + 1, dtype=np.int32)  # last slot: null code -1
     id_of_code[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
     ids = id_of_code[codes]
@@ -255,18 +296,17 @@ def _encode_numeric(
 ) -> tuple[FieldSpec, np.ndarray, np.ndarray, pa.Table | None]:
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise DataError(f"numeric column {name!r} has type {col.type}; it must hold numbers")
-    x = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    x = _float_numpy(col)
     missing = np.isnan(x)
-    distinct = int(len(np.unique(x[~missing])))
     if bucketing == "log2":
         # the Criteo rule: x > 2 → floor(ln(x)^2), else x; the result is treated as categorical
-        safe = np.where(missing, 0.0, x)
-        b = np.where(safe > 2, np.floor(np.log(np.maximum(safe, 1.0)) ** 2), np.floor(safe))
-        codes_arr = pa.array(np.where(missing, np.nan, b)).cast(pa.int64(), safe=False)
-        codes_arr = pc.if_else(pa.array(missing), pa.nulls(len(x), pa.int64()), codes_arr)
-        codes, dictionary = _codes(codes_arr)
+        x[missing] = 0.0
+        big = x > 2
+        b = np.floor(x)
+        b[big] = np.floor(np.log(x[big]) ** 2)
+        codes, dictionary = _int_codes(b.astype(np.int64), missing)
         ids, vocab, vsize = _vocab_ids(codes, dictionary, train, min_count)
-        dense = np.where(missing, 0.0, np.sign(safe) * np.log1p(np.abs(safe))).astype(np.float32)
+        dense = (np.sign(x) * np.log1p(np.abs(x))).astype(np.float32)  # 0 where missing
         transform: dict[str, Any] = {"type": "log2", "min_count": min_count, "dense": "sign*log1p|x|"}
     else:
         fit = x[train & ~missing]
@@ -279,8 +319,18 @@ def _encode_numeric(
         mean, std = float(fit.mean()), float(fit.std()) or 1.0
         dense = np.where(missing, 0.0, (x - mean) / std).astype(np.float32)
         transform = {"type": "quantile", "edges": [float(e) for e in edges], "mean": mean, "std": std}
+    distinct = int(pc.count_distinct(col).as_py())
     spec = FieldSpec(name=name, kind="numeric", vocab_size=int(vsize), distinct=distinct, transform=transform)
     return spec, ids, dense, vocab
+
+
+def _float_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column as float64 numpy with NaN for nulls (no pandas round trip)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = pc.cast(arr, pa.float64())
+    if arr.null_count:  # to_numpy on nulls takes a slow path (through pandas)
+        arr = pc.fill_null(arr, float("nan"))
+    return np.array(arr.to_numpy(zero_copy_only=False), dtype=np.float64)  # writable copy
 
 
 def _encode_multi(
@@ -313,8 +363,10 @@ def _encode_multi(
 
 # --- writing ---------------------------------------------------------------------------------
 def _write_split(
-    root: Path, split: str, idx: np.ndarray, columns: dict[str, Any], label: np.ndarray, rows_per_shard: int
+    root: Path, split: str, idx: np.ndarray, columns: dict[str, Any], label: np.ndarray,
+    config: PrepareConfig,
 ) -> list[str]:
+    rows_per_shard = config.rows_per_shard
     (root / split).mkdir()
     files: list[str] = []
     take = pa.array(idx)
@@ -325,9 +377,17 @@ def _write_split(
     table = pa.table(data)
     for part, start in enumerate(range(0, max(len(idx), 1), rows_per_shard)):
         rel = f"{split}/part-{part:05d}.parquet"
-        pq.write_table(table.slice(start, rows_per_shard), root / rel, row_group_size=65536)
+        pq.write_table(
+            table.slice(start, rows_per_shard), root / rel, row_group_size=65536,
+            compression=config.compression,
+            use_dictionary=config.compression != "none",  # ids are already compact codes
+        )
         files.append(rel)
     return files
+
+
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def _safe(name: str) -> str:
