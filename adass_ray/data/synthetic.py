@@ -13,7 +13,7 @@ zero-padded to the largest rank, so a pair's dot product runs over min(r_f, r_g)
     logit = b0 + A * sum_{f<g} s_f s_g <u_f, u_g> / sqrt(sum_{f<g} (s_f s_g)^2)
                + B * sum_f s_f b_f / sqrt(sum_f s_f^2),        y ~ Bernoulli(sigmoid(logit))
 
-with A = 1.5, B = 0.75; noise fields contribute nothing; b0 is found by bisection on a seeded
+with A = 2, B = 1; noise fields contribute nothing; b0 is found by bisection on a seeded
 calibration sample so that about 25 % of labels are positive. Latents and biases live in a table
 of ``min(V_f + 1, LATENT_TABLE_SIZE)`` rows: a smaller field indexes it by id (exactly one latent
 per id); a larger one by a seeded multiplicative (Fibonacci) hash of the id, so ids far in the
@@ -53,7 +53,7 @@ CRITEO_CARDINALITIES: tuple[int, ...] = (
 PRESETS: dict[str, tuple[int, ...]] = {"tiny": TINY_CARDINALITIES, "criteo": CRITEO_CARDINALITIES}
 LATENT_TABLE_SIZE = 1 << 18
 ZIPF_HEAD = 1 << 16
-_CAL_ROWS, _TARGET_RATE, _INTERACTION_STD, _BIAS_STD = 50_000, 0.25, 1.5, 0.75
+_CAL_ROWS, _TARGET_RATE, _INTERACTION_STD, _BIAS_STD = 50_000, 0.25, 2.0, 1.0
 _GOLDEN, _M32 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xFFFFFFFF)
 # Criteo-like missing rates of I1..I13 and C1..C26, and log-means of I1..I13 (write_criteo_tsv).
 _INT_MISSING = (0.45, 0, 0.21, 0.22, 0.03, 0.22, 0.04, 0.001, 0.04, 0.45, 0.04, 0.77, 0.22)
