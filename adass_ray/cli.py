@@ -93,6 +93,86 @@ def _run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="the whole pipeline on a built-in dataset (the demo)")
+    p.add_argument("--source", default="movielens-100k", help="built-in dataset or 'synthetic'")
+    p.add_argument("--out", default="runs/demo", help="output folder (stages reuse what is there)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_run_pipeline)
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    from adass_ray import pipeline
+
+    result = pipeline.run(source=args.source, out=args.out, seed=args.seed)
+    fm = result.feature_map
+    print(f"data: {result.data} ({fm.name}: {len(fm.fields)} fields, "
+          f"{sum(s.rows for s in fm.splits.values()):,} rows)")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]
+    supernet = name == "train-supernet"
+    p = sub.add_parser(
+        name,
+        help="stage 1: train the supernet (Ray Train)" if supernet
+        else "train a stand-alone model with fixed sizes (uniform baseline or a sizes.json)",
+        description="Overrides are key=value pairs on TrainConfig, e.g. epochs=3 model.backbone=deepfm "
+                    "sampler.name=uniform num_workers=2.",
+    )
+    p.add_argument("--data", help="prepared dataset folder (omit with --smoke-test: tiny synthetic data)")
+    p.add_argument("--out", required=True, help="output folder (model.pt, metrics.json, history.json)")
+    p.add_argument("--config", help="YAML file with TrainConfig keys")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.add_argument("--resume", action="store_true", help="continue the run already in --out")
+    p.add_argument("--smoke-test", action="store_true", help="a tiny run in seconds")
+    if not supernet:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--sizes", help="sizes.json (field → size) from a search")
+        g.add_argument("--uniform", type=int, default=None, help="one size for every field (default: model.d)")
+    _add_tracking_args(p)
+    p.set_defaults(handler=_run_train, kind="supernet" if supernet else "fixed")
+
+
+def _add_tracking_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    p.add_argument("--experiment", default=None, help="MLflow experiment (default: the dataset name)")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
+
+SMOKE_OVERRIDES = [
+    "epochs=1", "max_rows=2000", "batch_size=256", "model.hidden=[32]", "sampler.warmup_steps=2",
+    "checkpoint_every=4",
+]
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from adass_ray import config as cfgmod
+    from adass_ray import stages
+    from adass_ray.training import TrainConfig
+
+    overrides = [*(SMOKE_OVERRIDES if args.smoke_test else []), *args.overrides]
+    cfg = cfgmod.load(TrainConfig, args.config, overrides)
+    data = Path(args.data) if args.data else None
+    if data is None:
+        if not args.smoke_test:
+            raise AdassError("--data is required (or --smoke-test for tiny synthetic data)")
+        data = stages.smoke_data(Path(args.out))
+    result = stages.train(
+        data=data, out=Path(args.out), cfg=cfg, kind=args.kind,
+        sizes_file=getattr(args, "sizes", None), uniform=getattr(args, "uniform", None),
+        resume=args.resume, tracking=stages.TrackingOptions.from_args(args), verbose=args.verbose,
+    )
+    shown = {k: round(v, 4) for k, v in result.metrics.items()
+             if k.startswith(("test_", "embedding_params", "total_params", "supernet_params"))}
+    print(f"{args.kind} model: {result.out / 'model.pt'}")
+    print(f"metrics: {shown}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adass-ray",
@@ -101,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_prepare(sub)
+    _add_run(sub)
+    _add_train(sub, "train-supernet")
+    _add_train(sub, "train")
     return parser
 
 

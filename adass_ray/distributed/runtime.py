@@ -1,0 +1,31 @@
+"""Starting or joining Ray, quietly, the same way from the CLI, jobs and tests."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_ray(*, num_cpus: int | None = None, verbose: bool = False, **kwargs: Any) -> None:
+    """Join the cluster in ``RAY_ADDRESS`` (inside ``ray job submit``) or start a local one.
+
+    A local instance gets no dashboard and keeps worker logs off the terminal unless
+    ``verbose``. Token auth is off for a local head (Ray 2.60 turns it on by default, which
+    breaks ``ray job submit`` against a local head).
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    import ray
+
+    if ray.is_initialized():
+        return
+    quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(**quiet, **kwargs)  # num_cpus may not be given when joining a cluster
+        return
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet, **kwargs)
+    logger.debug("started a local Ray instance: %s", ray.cluster_resources())

@@ -1,0 +1,229 @@
+"""Ray Train glue for stage 1 (supernet) and fixed-architecture training.
+
+``train_per_worker`` runs on every worker: it builds the task, slices the data by rank, resumes
+from ``ray.train.get_checkpoint()`` when there is one, and hands a :class:`TrainLoop` the
+collectives and a checkpoint callback. ``fit`` builds the ``TorchTrainer`` on the driver and
+copies the final model out of Ray's storage into the stage's output folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adass_ray import config as cfgmod
+from adass_ray.artifacts import MODEL_FILE, save_model, write_json
+from adass_ray.data.feature_map import FeatureMap
+from adass_ray.data.loader import ShardLoader
+from adass_ray.errors import AdassError
+from adass_ray.loop import Comm, TorchDistComm, TrainLoop
+from adass_ray.training import (
+    FixedTask,
+    SupernetTask,
+    Task,
+    TrainConfig,
+    build_standalone,
+    build_supernet,
+    set_threads,
+)
+
+logger = logging.getLogger(__name__)
+STATE_FILE = "state.pt"
+
+
+def make_task(fm: FeatureMap, cfg: TrainConfig, kind: str, sizes: tuple[int, ...] | None) -> Task:
+    """The task a stage trains: the supernet with its sampler, or a fixed architecture."""
+    torch.manual_seed(cfg.seed)  # identical initial weights on every worker
+    if kind == "supernet":
+        net = build_supernet(fm, cfg.model)
+        sampler = cfg.sampler.build(num_fields=fm.num_fields, num_candidates=len(net.candidate_sizes))
+        return SupernetTask(net, sampler)
+    if sizes is None:
+        raise AdassError("a fixed-architecture run needs sizes")
+    return FixedTask(build_standalone(fm, cfg.model, sizes))
+
+
+def train_per_worker(config: dict[str, Any]) -> None:
+    """The Ray Train worker function (see module docstring); ``config`` is plain data."""
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    cfg = cfgmod.from_mapping(TrainConfig, config["train"])
+    set_threads(cfg.cpus_per_worker)
+    data = Path(config["data"])
+    fm = FeatureMap.load(data)
+    sizes = tuple(config["sizes"]) if config.get("sizes") else None
+    task = make_task(fm, cfg, config["kind"], sizes)
+    device = ray.train.torch.get_device()
+    task.model.to(device)
+    loaders = _loaders(data, fm, cfg, rank, world)
+    tracker = _tracker(config.get("tracking"), rank)
+
+    def on_checkpoint(state: dict[str, Any], metrics: dict[str, float]) -> None:
+        _maybe_fail(config, loop.state.global_step, rank)
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                torch.save(state, Path(tmp) / STATE_FILE)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+
+    loop = TrainLoop(
+        task=task, config=cfg, train=loaders["train"], valid=loaders["valid"],
+        comm=TorchDistComm() if world > 1 else Comm(), device=device,
+        on_checkpoint=on_checkpoint,
+        on_metrics=lambda m, step: tracker.log_metrics(m, step=step),
+    )
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            loop.load_state_dict(torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=False))
+        logger.info("rank %d resumed at epoch %d step %d", rank, loop.state.epoch, loop.state.global_step)
+    loop.run()
+    final = {**loop.evaluate(loaders["test"], "test"), **_params(task, fm)}
+    final.update({f"best_{k}": v for k, v in loop.state.history[loop.state.best_epoch].items()}
+                 if loop.state.best_epoch >= 0 else {})
+    tracker.log_metrics({k: v for k, v in final.items() if isinstance(v, float | int)})
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            extra = task.extra_state()
+            save_model(Path(tmp) / MODEL_FILE, kind=config["kind"], model=task.model,
+                       model_config=cfg.model, fm=fm, sizes=sizes, extra=extra)
+            write_json(Path(tmp) / "history.json", loop.state.history)
+            torch.save(loop.state_dict(), Path(tmp) / STATE_FILE)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report({**final, "done": 1.0}, checkpoint=checkpoint)
+
+
+def _loaders(data: Path, fm: FeatureMap, cfg: TrainConfig, rank: int, world: int) -> dict[str, ShardLoader]:
+    eval_rows = cfg.eval_rows or cfg.max_rows
+    common = {"rank": rank, "world_size": world}
+    return {
+        "train": ShardLoader(data, fm, split="train", batch_size=cfg.batch_size, seed=cfg.seed,
+                             max_rows=cfg.max_rows, drop_last=False, **common),
+        "valid": ShardLoader(data, fm, split="valid", batch_size=16384, shuffle=False,
+                             max_rows=eval_rows, **common),
+        "test": ShardLoader(data, fm, split="test", batch_size=16384, shuffle=False,
+                            max_rows=eval_rows, **common),
+    }
+
+
+def _params(task: Task, fm: FeatureMap) -> dict[str, float]:
+    model = task.model
+    total = float(sum(p.numel() for p in model.parameters()))
+    if isinstance(task, FixedTask):
+        return {"embedding_params": float(task.model.embedding_params()), "total_params": total}
+    return {"supernet_params": total}
+
+
+def _tracker(spec: dict[str, Any] | None, rank: int) -> Any:
+    from adass_ray.tracking import MlflowTracker, NoopTracker
+
+    if rank != 0 or not spec or not spec.get("run_id"):
+        return NoopTracker()
+    return MlflowTracker.attach(tracking_uri=spec.get("uri"), run_id=spec["run_id"])
+
+
+def _maybe_fail(config: dict[str, Any], step: int, rank: int) -> None:
+    """Fault injection for tests: the worker of rank ``fail_rank`` dies once at ``fail_at_step``."""
+    at, marker = config.get("fail_at_step"), config.get("fail_marker")
+    if at is None or marker is None or rank != config.get("fail_rank", 1) or step < at:
+        return
+    if not os.path.exists(marker):
+        Path(marker).write_text(str(step))
+        logger.warning("fault injection: rank %d exits at step %d", rank, step)
+        os._exit(1)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    out: Path
+    metrics: dict[str, float]
+
+
+def fit(
+    *,
+    data: str | Path,
+    out: str | Path,
+    cfg: TrainConfig,
+    kind: str,
+    sizes: tuple[int, ...] | None = None,
+    tracking: dict[str, Any] | None = None,
+    resume: bool = False,
+    extra_config: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train on Ray Train and leave ``model.pt``, ``metrics.json``, ``history.json`` in ``out``.
+
+    Ray's own run state lives in ``out/.ray``; ``resume`` continues from its latest checkpoint.
+
+    Raises:
+        AdassError: ``out`` has a finished or partial run and ``resume`` is false, or the
+            cluster has fewer CPUs than the workers need.
+    """
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    out = Path(out).resolve()
+    storage = out / ".ray"
+    if storage.exists() and not resume:
+        raise AdassError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    use_gpu = _use_gpu(cfg)
+    _check_resources(cfg, use_gpu)
+    trainer = TorchTrainer(
+        train_per_worker,
+        train_loop_config={"data": str(Path(data).resolve()), "kind": kind, "sizes": list(sizes) if sizes else None,
+                           "train": cfgmod.to_dict(cfg), "tracking": tracking, **(extra_config or {})},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name="train", storage_path=str(storage),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None or result.checkpoint is None:
+        raise AdassError(f"training failed: {type(result.error).__name__}: {str(result.error).splitlines()[0] if result.error else 'no checkpoint'}")
+    with result.checkpoint.as_directory() as d:
+        for name in (MODEL_FILE, "history.json"):
+            shutil.copy2(Path(d) / name, out / name)
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, int | float)}
+    write_json(out / "metrics.json", metrics)
+    return FitResult(out=out, metrics=metrics)
+
+
+def _use_gpu(cfg: TrainConfig) -> bool:
+    import ray
+
+    if cfg.use_gpu == "yes":
+        return True
+    if cfg.use_gpu == "no":
+        return False
+    return float(ray.cluster_resources().get("GPU", 0)) >= cfg.num_workers
+
+
+def _check_resources(cfg: TrainConfig, use_gpu: bool) -> None:
+    """A trainer asking for more CPUs than the cluster has waits forever: refuse it up front."""
+    import ray
+
+    have = float(ray.cluster_resources().get("CPU", 0))
+    need = cfg.num_workers * cfg.cpus_per_worker
+    if need > have + 1e-9:
+        raise AdassError(
+            f"{cfg.num_workers} workers × {cfg.cpus_per_worker} CPU need {need:g} CPUs but the Ray "
+            f"cluster has {have:g}; lower num_workers or cpus_per_worker"
+        )

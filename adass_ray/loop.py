@@ -1,0 +1,233 @@
+"""The training loop: epochs of steps, validation, early stopping, exact checkpoints.
+
+The loop is the same in one process and on every Ray Train worker; what differs is injected:
+a :class:`Comm` (gradient and statistics all-reduce, gathering predictions) and a checkpoint
+callback. Everything random is derived from ``(seed, rank, step)``, so a run resumed from a
+checkpoint — after a worker died, or with ``--resume`` — repeats exactly the steps it would have
+taken: same rows, same sampled paths, same dropout masks.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from adass_ray.data.loader import ShardLoader
+from adass_ray.metrics import auc, logloss
+from adass_ray.training import Task, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+class Comm:
+    """Collective operations; the single-process version does nothing."""
+
+    rank = 0
+    world_size = 1
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """Average gradients over workers (no-op for one worker)."""
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+
+class TorchDistComm(Comm):
+    """``torch.distributed`` collectives (the process group Ray Train sets up)."""
+
+    def __init__(self) -> None:
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        # One flat buffer → one all-reduce per step. Parameters a step did not touch get zero
+        # gradients so every worker contributes the same layout (no DDP unused-parameter checks:
+        # with per-row paths, which candidates a batch touches varies from step to step).
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p, g in zip(params, grads, strict=True):
+            n = g.numel()
+            p.grad = flat[offset:offset + n].view_as(p)
+            offset += n
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(t) for _ in range(self.world_size)]
+        dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
+
+
+@dataclass
+class LoopState:
+    """Where a run is: restored from a checkpoint to continue exactly."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_score: float = float("-inf")
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    stopped: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+CheckpointFn = Callable[[dict[str, Any], dict[str, float]], None]
+MetricsFn = Callable[[dict[str, float], int], None]
+
+
+class TrainLoop:
+    """Runs a :class:`Task` over a train loader with validation each epoch.
+
+    Args:
+        task: the model and its loss.
+        config: training settings.
+        train, valid: loaders (already sliced to this worker).
+        comm: collectives for data-parallel runs.
+        device: where tensors go.
+        on_checkpoint: called with (state dict, metrics) at every checkpoint; rank 0 persists it.
+        on_metrics: called with (metrics, step) to log progress (rank 0).
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        config: TrainConfig,
+        train: ShardLoader,
+        valid: ShardLoader,
+        comm: Comm | None = None,
+        device: torch.device | None = None,
+        on_checkpoint: CheckpointFn | None = None,
+        on_metrics: MetricsFn | None = None,
+    ) -> None:
+        self.task, self.cfg, self.train, self.valid = task, config, train, valid
+        self.comm = comm or Comm()
+        self.device = device or torch.device("cpu")
+        self.on_checkpoint = on_checkpoint or (lambda state, metrics: None)
+        self.on_metrics = on_metrics or (lambda metrics, step: None)
+        self.params = [p for p in task.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.state = LoopState()
+        self.best_model: dict[str, torch.Tensor] | None = None
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.task.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "task": self.task.extra_state(),
+            "loop": asdict(self.state),
+            "best_model": self.best_model,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.task.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.task.load_extra_state(state.get("task", {}))
+        self.state = LoopState(**state["loop"])
+        self.best_model = state.get("best_model")
+
+    # --- running ---------------------------------------------------------------------------------
+    def _generator(self, step: int) -> torch.Generator:
+        g = torch.Generator()
+        g.manual_seed((self.cfg.seed * 1_000_003 + self.comm.rank) * 1_000_033 + step)
+        return g
+
+    def step(self, batch: Any) -> float:
+        st = self.state
+        # dropout and any other global randomness: a function of (seed, rank, step) too
+        torch.manual_seed(self._generator(st.global_step).initial_seed())
+        self.task.model.train()
+        loss, _ = self.task.train_step(batch, generator=self._generator(st.global_step),
+                                       reduce=self.comm.all_reduce_sum)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.comm.average_gradients(self.params)
+        self.task.after_backward(self.comm.all_reduce_sum)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def run(self) -> LoopState:
+        """Train until ``epochs`` or early stopping; restores the best weights at the end."""
+        cfg, st = self.cfg, self.state
+        while st.epoch < cfg.epochs and not st.stopped:
+            self.train.set_epoch(st.epoch)
+            t0, losses = time.perf_counter(), []
+            for batch in self.train.iter_from(st.step_in_epoch):
+                losses.append(self.step(batch.to(self.device)))
+                st.step_in_epoch += 1
+                st.global_step += 1
+                if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
+                    self.on_checkpoint(self.state_dict(), {"train_loss": _mean(losses)})
+            train_time = time.perf_counter() - t0
+            metrics = {"epoch": float(st.epoch), "train_loss": _mean(losses),
+                       "epoch_seconds": train_time, **self.evaluate(self.valid, "val")}
+            score = metrics[self.monitor_key()]
+            st.history.append(metrics)
+            if score > st.best_score:
+                st.best_score, st.best_epoch, st.bad_epochs = score, st.epoch, 0
+                self.best_model = copy.deepcopy(self.task.model.state_dict())
+            else:
+                st.bad_epochs += 1
+                if cfg.patience and st.bad_epochs >= cfg.patience:
+                    st.stopped = True
+            st.epoch += 1
+            st.step_in_epoch = 0
+            self.on_metrics(metrics, st.global_step)
+            logger.info("epoch %d: %s", st.epoch, _fmt(metrics))
+            self.on_checkpoint(self.state_dict(), metrics)
+        if self.best_model is not None:
+            self.task.model.load_state_dict(self.best_model)
+        return st
+
+    def monitor_key(self) -> str:
+        return "val_auc"
+
+    @torch.no_grad()
+    def evaluate(self, loader: ShardLoader, prefix: str) -> dict[str, float]:
+        """AUC / logloss over ``loader`` (all workers' slices gathered), per eval head.
+
+        For a supernet the heads are the uniform architectures; ``{prefix}_auc`` is their mean.
+        """
+        self.task.model.eval()
+        out: dict[str, float] = {}
+        aucs = []
+        for name, head in self.task.eval_heads().items():
+            scores, labels = [], []
+            for batch in loader:
+                batch = batch.to(self.device)
+                scores.append(self.task.predict(batch, head).float())
+                labels.append(batch.label)
+            s = self.comm.gather(torch.cat(scores).cpu())
+            y = self.comm.gather(torch.cat(labels).cpu())
+            tag = f"{prefix}_{name}_" if name else f"{prefix}_"
+            out[tag + "auc"] = auc(y.numpy(), s.numpy())
+            out[tag + "logloss"] = logloss(y.numpy(), torch.sigmoid(s).numpy())
+            aucs.append(out[tag + "auc"])
+        if f"{prefix}_auc" not in out:
+            out[f"{prefix}_auc"] = sum(aucs) / len(aucs)
+        return out
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch")

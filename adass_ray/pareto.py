@@ -1,0 +1,218 @@
+"""Pareto front of parameter count (lower is better) against AUC (higher is better).
+
+Definitions (DESIGN.md §3), used by the sweep and the report:
+
+* Point ``p`` *dominates* ``q`` when ``p.params <= q.params`` and ``p.auc >= q.auc`` with at
+  least one of the two strict.
+* *Duplicates* — points with exactly the same ``params`` and ``auc`` — do not dominate each
+  other; the front keeps only the first of them in input order (the rest are reported as off the
+  front), so the front never holds two points at the same spot.
+* The front is every non-dominated point (after removing later duplicates), sorted by
+  ``params`` ascending; along it both ``params`` and ``auc`` strictly increase.
+
+The CSV writer is atomic (temp file in the target folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adass_ray.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+_BASE_COLUMNS = ("key", "params", "auc", "on_front")
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    """One evaluated configuration.
+
+    Attributes:
+        params: parameter count (embedding or total, as the caller chooses); lower is better.
+        auc: quality; higher is better. Must not be NaN.
+        key: an identifier (run id, trial name, architecture hash).
+        payload: free-form extra columns (e.g. ``{"lambda": 0.1, "budget": 0.8}``); not compared.
+    """
+
+    params: int
+    auc: float
+    key: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+def dominates(p: ParetoPoint, q: ParetoPoint) -> bool:
+    """Return whether ``p`` dominates ``q`` (params <= and auc >=, at least one strict).
+
+    Args:
+        p: the candidate dominating point.
+        q: the candidate dominated point.
+
+    Returns:
+        True if ``p`` dominates ``q``; False for duplicates (same params and auc).
+    """
+    return (p.params <= q.params and p.auc >= q.auc) and (p.params < q.params or p.auc > q.auc)
+
+
+def front_mask(points: Sequence[ParetoPoint]) -> list[bool]:
+    """Return, per input point, whether it is on the front (see the module docstring).
+
+    Args:
+        points: the evaluated points, in input order.
+
+    Returns:
+        A list of booleans, one per point; True for front members.
+
+    Raises:
+        DataError: if an AUC is NaN (it cannot be ordered).
+    """
+    for i, p in enumerate(points):
+        if math.isnan(p.auc):
+            raise DataError(f"pareto point {i} ({p.key or 'no key'}) has AUC NaN; drop it first")
+    # Sweep by params ascending, then auc descending, then input order: a point is on the front
+    # iff its auc beats every point before it. That drops same-params points with lower auc
+    # (dominated), later exact duplicates (equal, not greater), and any point with more params
+    # and no better auc (dominated).
+    order = sorted(range(len(points)), key=lambda i: (points[i].params, -points[i].auc, i))
+    mask = [False] * len(points)
+    best = -math.inf
+    for i in order:
+        if points[i].auc > best:
+            mask[i] = True
+            best = points[i].auc
+    return mask
+
+
+def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
+    """Return the non-dominated points, one per duplicate group, sorted by params ascending.
+
+    Args:
+        points: the evaluated points.
+
+    Returns:
+        The front members (the input objects themselves), params and auc strictly increasing.
+
+    Raises:
+        DataError: if an AUC is NaN.
+    """
+    mask = front_mask(points)
+    front = [p for p, on in zip(points, mask, strict=True) if on]
+    return sorted(front, key=lambda p: p.params)
+
+
+def _encode(value: Any) -> str:
+    """Encode a payload value so :func:`_decode` restores it (JSON unless a plain string)."""
+    if isinstance(value, str) and value:
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _decode(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _membership(points: Sequence[ParetoPoint], front: Iterable[ParetoPoint]) -> list[bool]:
+    """Mark the points that ``front`` holds: by identity first, else the first equal unmarked."""
+    on = [False] * len(points)
+    by_id = {id(p): i for i, p in enumerate(points)}
+    for f in front:
+        i = by_id.get(id(f))
+        if i is None or on[i]:
+            i = next((j for j, p in enumerate(points) if not on[j] and p == f), None)
+        if i is None:
+            raise DataError(f"front point {f.key or f} is not among the points; "
+                            "pass the front computed from the same points")
+        on[i] = True
+    return on
+
+
+def write_pareto_csv(path: str | os.PathLike[str], points: Sequence[ParetoPoint],
+                     front: Iterable[ParetoPoint]) -> Path:
+    """Write every point with an ``on_front`` column to a CSV file, atomically.
+
+    Columns: ``key, params, auc, on_front`` then the union of payload keys (in first-seen
+    order). AUC is written with ``repr`` so it reads back exactly; payload values that are not
+    plain strings are JSON-encoded (as are strings that would parse as JSON, e.g. ``"1"``), so
+    :func:`read_pareto_csv` restores them. Rows keep the input order.
+
+    Args:
+        path: target file; its folder must exist.
+        points: all evaluated points.
+        front: the front members (normally ``pareto_front(points)``), matched by identity, or
+            by equality for copies.
+
+    Returns:
+        The written path.
+
+    Raises:
+        DataError: if a front point is not among ``points`` or a payload key clashes with a
+            base column.
+    """
+    on_front = _membership(points, front)
+    extra: dict[str, None] = {}
+    for p in points:
+        for k in p.payload:
+            if k in _BASE_COLUMNS:
+                raise DataError(f"payload key {k!r} clashes with a base column of the Pareto CSV")
+            extra.setdefault(str(k), None)
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([*_BASE_COLUMNS, *extra])
+            for p, on in zip(points, on_front, strict=True):
+                cells = [_encode(p.payload[k]) if k in p.payload else "" for k in extra]
+                writer.writerow([p.key, str(int(p.params)), repr(float(p.auc)), str(int(on)),
+                                 *cells])
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.debug("wrote %d points (%d on the front) to %s", len(points), sum(on_front), target)
+    return target
+
+
+def read_pareto_csv(path: str | os.PathLike[str]) -> tuple[list[ParetoPoint], list[bool]]:
+    """Read a file written by :func:`write_pareto_csv`.
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        ``(points, on_front)`` in file order; empty payload cells are omitted from the payload.
+
+    Raises:
+        DataError: if the file lacks the base columns.
+    """
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in _BASE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path} is not a Pareto CSV: missing columns {missing}")
+        points: list[ParetoPoint] = []
+        on_front: list[bool] = []
+        for row in reader:
+            payload = {k: _decode(v) for k, v in row.items()
+                       if k not in _BASE_COLUMNS and v not in ("", None)}
+            points.append(ParetoPoint(params=int(row["params"]), auc=float(row["auc"]),
+                                      key=row["key"], payload=payload))
+            on_front.append(row["on_front"] == "1")
+    return points, on_front

@@ -1,0 +1,61 @@
+"""Stage 1 on Ray Train: 2 workers, a killed worker resumes and ends where an uninterrupted run does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adass_ray.data import synthetic
+from adass_ray.distributed.train import fit
+from adass_ray.errors import AdassError
+from adass_ray.training import ModelConfig, SamplerConfig, TrainConfig
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("syn") / "data"
+    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=1), out)
+    return out
+
+
+CFG = TrainConfig(
+    model=ModelConfig(hidden=(32,)),
+    sampler=SamplerConfig(name="adaptive", warmup_steps=3),
+    epochs=2, batch_size=128, checkpoint_every=4, num_workers=2, cpus_per_worker=1.0,
+    max_rows=2000, patience=0, use_gpu="no",
+)
+
+
+def test_killed_worker_resumes_to_the_same_result(ray_local, data, tmp_path):
+    clean = fit(data=data, out=tmp_path / "clean", cfg=CFG, kind="supernet")
+    marker = tmp_path / "failed-once"
+    faulty = fit(data=data, out=tmp_path / "faulty", cfg=CFG, kind="supernet",
+                 extra_config={"fail_at_step": 9, "fail_marker": str(marker), "fail_rank": 1})
+    assert marker.exists(), "the fault was not injected"
+    assert (tmp_path / "faulty" / "model.pt").is_file()
+    for key in ("test_auc", "test_s64_auc", "test_s4_logloss"):
+        assert faulty.metrics[key] == pytest.approx(clean.metrics[key], abs=1e-6), key
+    h_clean = json.loads((tmp_path / "clean" / "history.json").read_text())
+    h_faulty = json.loads((tmp_path / "faulty" / "history.json").read_text())
+    assert [h["val_auc"] for h in h_faulty] == pytest.approx([h["val_auc"] for h in h_clean], abs=1e-6)
+    # 2 workers × 1 CPU really ran (the run would have hung otherwise) and the CPUs are free again
+    assert ray_local.available_resources().get("CPU", 0) == pytest.approx(2.0)
+
+
+def test_existing_run_needs_resume_and_resume_continues(ray_local, data, tmp_path):
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "num_workers": 1})
+    first = fit(data=data, out=tmp_path / "run", cfg=cfg, kind="fixed", sizes=(8,) * 8)
+    with pytest.raises(AdassError, match="--resume"):
+        fit(data=data, out=tmp_path / "run", cfg=cfg, kind="fixed", sizes=(8,) * 8)
+    # resuming a finished run trains no more epochs and keeps the result
+    again = fit(data=data, out=tmp_path / "run", cfg=cfg, kind="fixed", sizes=(8,) * 8, resume=True)
+    assert again.metrics["test_auc"] == pytest.approx(first.metrics["test_auc"], abs=1e-9)
+
+
+def test_more_cpus_than_the_cluster_has_is_refused(ray_local, data, tmp_path):
+    cfg = TrainConfig(**{**CFG.__dict__, "num_workers": 3})
+    with pytest.raises(AdassError, match="need 3 CPUs"):
+        fit(data=data, out=tmp_path / "big", cfg=cfg, kind="supernet")
