@@ -29,7 +29,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
             "--format criteo|avazu|csv|parquet [--schema FILE]."
         ),
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--source", help="built-in dataset: movielens-100k, nyc-flights, obd-sample, synthetic")
     src.add_argument("--input", help="raw file (or parquet folder)")
     p.add_argument("--format", choices=("criteo", "avazu", "csv", "parquet"), help="format of --input")
@@ -48,6 +48,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--rows", type=int, default=100_000, help="synthetic: number of rows")
     p.add_argument("--preset", default="tiny", help="synthetic: field preset (tiny, criteo)")
     p.add_argument("--scale", type=float, default=1.0, help="synthetic: divide the preset's cardinalities by this")
+    p.add_argument("--smoke-test", action="store_true", help="tiny synthetic data (2,000 rows), in seconds")
     p.set_defaults(handler=_run_prepare)
 
 
@@ -59,6 +60,10 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from adass_ray.data.prepare import PrepareConfig, prepare
     from adass_ray.data.schema import Schema
 
+    if args.smoke_test:
+        args.source, args.input, args.rows, args.preset = "synthetic", None, 2000, "tiny"
+    if not args.source and not args.input:
+        raise AdassError("give --source NAME or --input PATH (or --smoke-test)")
     check_output_dir(args.out, overwrite=args.overwrite)
     config = PrepareConfig(
         min_count=args.min_count, split=args.split, seed=args.seed, n_bins=args.n_bins,

@@ -83,7 +83,7 @@ class TrainConfig:
 
     Attributes:
         epochs: maximum epochs; early stopping may end sooner.
-        batch_size: rows per step *per worker*.
+        batch_size: rows per step over all workers (each worker takes ``batch_size // num_workers``).
         lr, weight_decay: Adam settings (dense Adam for tables and network; see the README).
         patience: stop after this many epochs without a better validation AUC (0 = never).
         checkpoint_every: also checkpoint every N steps (0 = only at epoch ends).

@@ -18,7 +18,10 @@ from bench.common import machine  # noqa: E402
 
 # name → (module, what the value is, target)
 BENCHMARKS: dict[str, tuple[str, str, str]] = {
-    "P4": ("bench.p4_prepare", "prepare rows/s ÷ pyarrow bare CSV parse rows/s", ">= 0.5"),
+    "P1": ("bench.training_speed:p1", "supernet step ÷ stand-alone uniform step, same width/batch", "<= 1.25"),
+    "P3": ("bench.training_speed:p3", "end-to-end training samples/s ÷ MLP-only fwd+bwd ceiling", ">= 0.5"),
+    "P4": ("bench.p4_prepare:run", "prepare rows/s ÷ pyarrow bare CSV parse rows/s", ">= 0.5"),
+    "P5": ("bench.training_speed:p5", "one-worker Ray Train epoch ÷ the same loop without Ray", "<= 1.15"),
 }
 
 
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     module, what, target = BENCHMARKS[args.name]
     print(f"{args.name}: {what} (target {target}){' [quick]' if args.quick else ''}")
     print(f"machine: {machine()}")
-    value = importlib.import_module(module).run(args.quick)
+    mod, _, fn = module.partition(":")
+    value = getattr(importlib.import_module(mod), fn)(args.quick)
     print(f"{args.name} {value:.3f}")
     return 0
 

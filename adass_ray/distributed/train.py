@@ -109,7 +109,8 @@ def _loaders(data: Path, fm: FeatureMap, cfg: TrainConfig, rank: int, world: int
     eval_rows = cfg.eval_rows or cfg.max_rows
     common = {"rank": rank, "world_size": world}
     return {
-        "train": ShardLoader(data, fm, split="train", batch_size=cfg.batch_size, seed=cfg.seed,
+        # batch_size is the global batch: each of the world workers takes its share
+        "train": ShardLoader(data, fm, split="train", batch_size=max(1, cfg.batch_size // world), seed=cfg.seed,
                              max_rows=cfg.max_rows, drop_last=False, **common),
         "valid": ShardLoader(data, fm, split="valid", batch_size=16384, shuffle=False,
                              max_rows=eval_rows, **common),
