@@ -42,7 +42,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help="values rarer than this in train become the OOV id (default: 1; Criteo 10, Avazu 5)")
     p.add_argument("--label-rule", default=None, help="turn the label into 0/1, e.g. 'rating >= 4'")
     p.add_argument("--n-bins", type=int, default=32, help="quantile bins for numeric columns")
-    p.add_argument("--rows-per-shard", type=int, default=1_000_000)
+    p.add_argument("--rows-per-shard", type=int, default=500_000, help="rows per parquet file")
     p.add_argument("--archive", default=None, help="built-in source: use this archive file instead of downloading")
     p.add_argument("--cache-dir", default=None, help="where fetched archives are kept (default ~/.cache/adass_ray)")
     p.add_argument("--rows", type=int, default=100_000, help="synthetic: number of rows")

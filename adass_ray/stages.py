@@ -91,7 +91,10 @@ def train(
     from adass_ray.distributed.runtime import ensure_ray
     from adass_ray.distributed.train import fit
 
+    from adass_ray.training import validate
+
     fm = FeatureMap.load(data)
+    validate(fm, cfg, kind)
     sizes: tuple[int, ...] | None = None
     if kind == "fixed":
         sizes = read_sizes(sizes_file, fm) if sizes_file else (uniform or cfg.model.d,) * fm.num_fields

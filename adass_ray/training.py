@@ -74,7 +74,9 @@ class SamplerConfig:
                 pool_size=self.greedy_pool, pool_prob=self.greedy_pool_prob,
                 refresh_every=self.greedy_refresh, warmup_steps=self.warmup_steps, **common,
             )
-        return build_sampler(self.name, **common)
+        if self.name != "uniform":
+            return build_sampler(self.name, **common)  # raises the one-line unknown-name error
+        return build_sampler("uniform", **common)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,25 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+
+
+def validate(fm: FeatureMap, cfg: TrainConfig, kind: str) -> None:
+    """Check names and sizes on the driver, before any worker starts (cheap: no tables built).
+
+    Raises:
+        ConfigError: unknown backbone or sampler, bad candidate sizes, width or sampler constants.
+    """
+    from adass_ray.model.backbones import build_backbone
+    from adass_ray.model.embeddings import LAYOUTS, validate_sizes
+
+    m = cfg.model
+    validate_sizes(m.candidate_sizes or fm.candidate_sizes, m.d)
+    if m.layout not in LAYOUTS:
+        raise ConfigError(f"model.layout {m.layout!r}; choose one of {', '.join(LAYOUTS)}")
+    build_backbone(m.backbone, num_fields=fm.num_fields, d=m.d, num_dense=len(fm.numeric_fields),
+                   hidden=m.hidden, dropout=m.dropout, cross_layers=m.cross_layers)
+    if kind == "supernet":
+        cfg.sampler.build(num_fields=fm.num_fields, num_candidates=len(m.candidate_sizes or fm.candidate_sizes))
 
 
 def build_supernet(fm: FeatureMap, cfg: ModelConfig) -> Supernet:

@@ -18,6 +18,7 @@ from bench.common import machine  # noqa: E402
 
 # name → (module, what the value is, target)
 BENCHMARKS: dict[str, tuple[str, str, str]] = {
+    "L1": ("bench.loader_speed:run", "ShardLoader rows/s ÷ Ray Data iter_torch_batches rows/s", "> 1"),
     "P1": ("bench.training_speed:p1", "supernet step ÷ stand-alone uniform step, same width/batch", "<= 1.25"),
     "P3": ("bench.training_speed:p3", "end-to-end training samples/s ÷ MLP-only fwd+bwd ceiling", ">= 0.5"),
     "P4": ("bench.p4_prepare:run", "prepare rows/s ÷ pyarrow bare CSV parse rows/s", ">= 0.5"),

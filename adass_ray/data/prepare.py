@@ -70,7 +70,7 @@ class PrepareConfig:
     seed: int = 0
     n_bins: int = 32
     max_multi_len: int = 32
-    rows_per_shard: int = 1_000_000
+    rows_per_shard: int = 500_000
     compression: str = "none"
     candidate_sizes: tuple[int, ...] = DEFAULT_CANDIDATE_SIZES
 
@@ -306,7 +306,8 @@ def _encode_numeric(
         b[big] = np.floor(np.log(x[big]) ** 2)
         codes, dictionary = _int_codes(b.astype(np.int64), missing)
         ids, vocab, vsize = _vocab_ids(codes, dictionary, train, min_count)
-        dense = (np.sign(x) * np.log1p(np.abs(x))).astype(np.float32)  # 0 where missing
+        dense = np.log1p(np.abs(x), dtype=np.float32)  # 0 where missing
+        np.copysign(dense, x, out=dense, casting="unsafe")
         transform: dict[str, Any] = {"type": "log2", "min_count": min_count, "dense": "sign*log1p|x|"}
     else:
         fit = x[train & ~missing]
@@ -319,8 +320,9 @@ def _encode_numeric(
         mean, std = float(fit.mean()), float(fit.std()) or 1.0
         dense = np.where(missing, 0.0, (x - mean) / std).astype(np.float32)
         transform = {"type": "quantile", "edges": [float(e) for e in edges], "mean": mean, "std": std}
-    distinct = int(pc.count_distinct(col).as_py())
-    spec = FieldSpec(name=name, kind="numeric", vocab_size=int(vsize), distinct=distinct, transform=transform)
+    # `distinct` is left out for numeric fields: raw distinct numbers say little and counting
+    # them costs as much as the bucketing itself
+    spec = FieldSpec(name=name, kind="numeric", vocab_size=int(vsize), transform=transform)
     return spec, ids, dense, vocab
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from adass_ray import config as cfgmod
-from adass_ray.artifacts import MODEL_FILE, save_model, write_json
+from adass_ray.artifacts import MODEL_FILE, check_fingerprint, save_model, write_json
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.loader import ShardLoader
 from adass_ray.errors import AdassError
@@ -180,6 +180,7 @@ def fit(
     if storage.exists() and not resume:
         raise AdassError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    _check_or_record_run(out, FeatureMap.load(data), kind, sizes, resume)
     use_gpu = _use_gpu(cfg)
     _check_resources(cfg, use_gpu)
     trainer = TorchTrainer(
@@ -205,6 +206,22 @@ def fit(
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, int | float)}
     write_json(out / "metrics.json", metrics)
     return FitResult(out=out, metrics=metrics)
+
+
+def _check_or_record_run(out: Path, fm: FeatureMap, kind: str, sizes: tuple[int, ...] | None,
+                         resume: bool) -> None:
+    """A resumed run must be the same kind of run on the same data; record what a new one is."""
+    record = out / "run.json"
+    if resume and record.is_file():
+        import json
+
+        prev = json.loads(record.read_text())
+        check_fingerprint(prev["fingerprint"], fm, source=f"the run in {out}")
+        if prev["kind"] != kind or prev.get("sizes") != (list(sizes) if sizes else None):
+            raise AdassError(f"the run in {out} is a {prev['kind']} run with sizes {prev.get('sizes')}; "
+                             "resume it with the same stage and sizes, or choose another --out")
+        return
+    write_json(record, {"kind": kind, "sizes": list(sizes) if sizes else None, "fingerprint": fm.fingerprint()})
 
 
 def _use_gpu(cfg: TrainConfig) -> bool:

@@ -59,3 +59,22 @@ def test_more_cpus_than_the_cluster_has_is_refused(ray_local, data, tmp_path):
     cfg = TrainConfig(**{**CFG.__dict__, "num_workers": 3})
     with pytest.raises(AdassError, match="need 3 CPUs"):
         fit(data=data, out=tmp_path / "big", cfg=cfg, kind="supernet")
+
+
+def test_cli_smoke_test_logs_to_mlflow(ray_local, tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    from adass_ray.cli import main
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    code = main(["train-supernet", "--smoke-test", "--out", str(tmp_path / "sn"), "--tracking-uri", uri,
+                 "--experiment", "smoke"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "sn" / "model.pt").is_file()
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("smoke")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert "test_auc" in run.data.metrics and "val_auc" in run.data.metrics
+    assert run.data.params["stage"] == "supernet"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model.pt", "metrics.json"}
