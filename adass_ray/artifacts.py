@@ -47,7 +47,7 @@ def check_fingerprint(found: dict[str, Any], fm: FeatureMap, *, source: str) -> 
     if found == want:
         return
     got = {f[0]: f for f in found.get("fields", [])}
-    for name, kind, vocab in want["fields"]:
+    for name, _kind, vocab in want["fields"]:
         if name not in got:
             raise DataError(f"{source} was trained on other data: it has no field {name!r}; "
                             "train it again on this dataset")

@@ -19,7 +19,7 @@ logger = logging.getLogger("adass_ray")
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_prepare(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="raw data → parquet shards + feature_map.json",
@@ -98,7 +98,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="the whole pipeline on a built-in dataset (the demo)")
     p.add_argument("--source", default="movielens-100k", help="built-in dataset or 'synthetic'")
     p.add_argument("--out", default="runs/demo", help="output folder (stages reuse what is there)")
@@ -116,7 +116,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]
+def _add_train(sub: argparse._SubParsersAction, name: str) -> None:
     supernet = name == "train-supernet"
     p = sub.add_parser(
         name,

@@ -90,7 +90,6 @@ def train(
     """Train a supernet (``kind="supernet"``) or a fixed-size model (``kind="fixed"``)."""
     from adass_ray.distributed.runtime import ensure_ray
     from adass_ray.distributed.train import fit
-
     from adass_ray.training import validate
 
     fm = FeatureMap.load(data)

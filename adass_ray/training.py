@@ -192,7 +192,7 @@ class FixedTask(Task):
     """A stand-alone model with one architecture (the uniform baseline, or searched sizes)."""
 
     def __init__(self, model: StandaloneModel) -> None:
-        self.model = model
+        self.model = self.standalone = model
 
     def train_step(self, batch: Batch, *, generator: torch.Generator,
                    reduce: Any) -> tuple[Tensor, dict[str, float]]:
@@ -217,15 +217,16 @@ class SupernetTask(Task):
     """
 
     def __init__(self, model: Supernet, sampler: Sampler) -> None:
-        self.model, self.sampler = model, sampler
+        self.model = self.supernet = model
+        self.sampler = sampler
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None
 
     def train_step(self, batch: Batch, *, generator: torch.Generator,
                    reduce: Any) -> tuple[Tensor, dict[str, float]]:
         arch = self.sampler.sample(len(batch), generator=generator).to(batch.label.device)
-        unified = self.model.unified(batch, arch)
+        unified = self.supernet.unified(batch, arch)
         unified.retain_grad()
-        logits = self.model.forward_from_unified(unified, batch.dense)
+        logits = self.supernet.forward_from_unified(unified, batch.dense)
         row_loss = F.binary_cross_entropy_with_logits(logits, batch.label, reduction="none")
         self._pending = (arch, row_loss.detach(), unified)
         return row_loss.mean(), {}
@@ -240,8 +241,8 @@ class SupernetTask(Task):
 
     def eval_heads(self) -> dict[str, Any]:
         # every uniform architecture: a cheap, fixed panel that shows all sizes learning
-        f = self.model.num_fields
-        return {f"s{s}": [k] * f for k, s in enumerate(self.model.candidate_sizes) if s > 0}
+        f = self.supernet.num_fields
+        return {f"s{s}": [k] * f for k, s in enumerate(self.supernet.candidate_sizes) if s > 0}
 
     def predict(self, batch: Batch, head: Any) -> Tensor:
         return self.model(batch, head)

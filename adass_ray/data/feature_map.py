@@ -19,6 +19,7 @@ Storage conventions (shared by ``prepare`` and the loader):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -244,7 +245,7 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _only(d: Mapping[str, Any], cls: type) -> dict[str, Any]:
-    allowed = set(cls.__dataclass_fields__)
+    allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - allowed
     if unknown:
         raise DataError(f"unknown field keys {sorted(unknown)}")

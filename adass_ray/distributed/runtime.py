@@ -23,7 +23,8 @@ def ensure_ray(*, num_cpus: int | None = None, verbose: bool = False, **kwargs: 
 
     if ray.is_initialized():
         return
-    quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
+    quiet: dict[str, Any] = {"log_to_driver": verbose,
+                             "logging_level": logging.INFO if verbose else logging.WARNING}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**quiet, **kwargs)  # num_cpus may not be given when joining a cluster
         return

@@ -107,15 +107,14 @@ def train_per_worker(config: dict[str, Any]) -> None:
 
 def _loaders(data: Path, fm: FeatureMap, cfg: TrainConfig, rank: int, world: int) -> dict[str, ShardLoader]:
     eval_rows = cfg.eval_rows or cfg.max_rows
-    common = {"rank": rank, "world_size": world}
     return {
         # batch_size is the global batch: each of the world workers takes its share
         "train": ShardLoader(data, fm, split="train", batch_size=max(1, cfg.batch_size // world), seed=cfg.seed,
-                             max_rows=cfg.max_rows, drop_last=False, **common),
+                             max_rows=cfg.max_rows, drop_last=False, rank=rank, world_size=world),
         "valid": ShardLoader(data, fm, split="valid", batch_size=16384, shuffle=False,
-                             max_rows=eval_rows, **common),
+                             max_rows=eval_rows, rank=rank, world_size=world),
         "test": ShardLoader(data, fm, split="test", batch_size=16384, shuffle=False,
-                            max_rows=eval_rows, **common),
+                            max_rows=eval_rows, rank=rank, world_size=world),
     }
 
 
@@ -123,7 +122,7 @@ def _params(task: Task, fm: FeatureMap) -> dict[str, float]:
     model = task.model
     total = float(sum(p.numel() for p in model.parameters()))
     if isinstance(task, FixedTask):
-        return {"embedding_params": float(task.model.embedding_params()), "total_params": total}
+        return {"embedding_params": float(task.standalone.embedding_params()), "total_params": total}
     return {"supernet_params": total}
 
 

@@ -14,7 +14,8 @@ is a linear layer over the flattened field vectors rather than a per-id scalar t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -216,6 +217,20 @@ class DLRM(nn.Module):
 
 
 BACKBONES: tuple[str, ...] = ("dnn", "deepfm", "dcn", "dcnv2", "dlrm", "fm")
+BACKBONE_OPTIONS: tuple[str, ...] = ("hidden", "dropout", "cross_layers")
+
+
+def check_backbone_options(options: Mapping[str, Any]) -> None:
+    """Reject option names :func:`build_backbone` does not take (typos in configs).
+
+    Raises:
+        ConfigError: naming the unknown options and the valid ones.
+    """
+    unknown = sorted(set(options) - set(BACKBONE_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown backbone options {unknown}; valid: {', '.join(BACKBONE_OPTIONS)}"
+        )
 
 
 def build_backbone(

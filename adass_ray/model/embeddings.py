@@ -300,11 +300,11 @@ class CandidateEmbeddings(nn.Module):
         slot_value = torch.zeros(total * c + 1, dtype=torch.long, device=arch.device)
         slot_value.scatter_(0, slot.reshape(-1), values.reshape(-1))
         chunk_field = self.internal_to_fm.repeat(nk).repeat_interleave(nch_kf, output_size=total)
-        ns, ranges, singles, multis = len(self.single_fields), [], [], []
+        ns, ranges, singles = len(self.single_fields), [(0, 0)], []
+        multis: list[tuple[tuple[int, int], ...]] = []
         for k in range(nk):
             per_field = nch[k * nf : (k + 1) * nf]
-            lo = ranges[-1][1] if ranges else 0
-            ranges.append((lo, lo + sum(per_field)))
+            ranges.append((ranges[-1][1], ranges[-1][1] + sum(per_field)))
             singles.append(sum(per_field[:ns]))
             multis.append(tuple((m, n) for m, n in enumerate(per_field[ns:]) if n))
         return RoutePlan(
@@ -312,7 +312,7 @@ class CandidateEmbeddings(nn.Module):
             slot[:, self.fm_to_internal].reshape(-1),
             slot_value,
             chunk_field,
-            tuple(ranges),
+            tuple(ranges[1:]),
             tuple(singles),
             tuple(multis),
         )
@@ -382,4 +382,4 @@ class CandidateEmbeddings(nn.Module):
                 emb, self.proj[key][order], self.ln_weight[key][order], self.ln_bias[key][order]
             )
             out.append(y[self.fm_to_internal])
-        return torch.stack(out, dim=2).transpose(0, 1)
+        return torch.stack(out, dim=2).transpose(0, 1).contiguous()

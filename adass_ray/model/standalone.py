@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
-from adass_ray.model.backbones import build_backbone
+from adass_ray.model.backbones import build_backbone, check_backbone_options
 from adass_ray.model.embeddings import init_proj, init_table, pooled_lookup, unify
 from adass_ray.model.supernet import Supernet, resolve_sizes
 
@@ -58,21 +58,16 @@ class MixedEmbeddings(nn.Module):
             raise ConfigError(
                 f"stand-alone embeddings: need d >= 1 and {nf} sizes >= 0; got {list(sizes)}, d={d}"
             )
-        self.vocab_sizes, self.sizes, self.d, self.sparse = (
-            tuple(vocab_sizes),
-            tuple(sizes),
-            d,
-            sparse,
-        )
+        self.vocab_sizes, self.sizes = tuple(vocab_sizes), tuple(sizes)
+        self.d, self.sparse = d, sparse
         single_cols = {f: i for i, f in enumerate(f for f in range(nf) if not multi_valued[f])}
         multi_idx = {f: i for i, f in enumerate(f for f in range(nf) if multi_valued[f])}
         # Per distinct size: its fields, single-valued first (one lookup), then multi-valued ones.
         self.groups: list[tuple[int, list[int], list[int]]] = []  # (size, singles, multis)
         self.tables, self.proj = nn.ParameterDict(), nn.ParameterDict()
         self.ln_weight, self.ln_bias = nn.ParameterDict(), nn.ParameterDict()
-        self._where: dict[
-            int, tuple[str, int, int]
-        ] = {}  # field -> (group key, position, row offset)
+        # field -> (group key, position in the group, first row in the group's table)
+        self._where: dict[int, tuple[str, int, int]] = {}
         position = torch.full((nf,), -1, dtype=torch.long)
         offsets, cols, done = [], [], 0
         for s in sorted({s for s in sizes if s > 0}):
@@ -82,7 +77,7 @@ class MixedEmbeddings(nn.Module):
             for p, f in enumerate(singles + multis):
                 self._where[f] = (key, p, row)
                 offsets.append(row)
-                cols.append(single_cols.get(f, multi_idx.get(f, 0)))
+                cols.append(single_cols[f] if f in single_cols else multi_idx[f])
                 row += vocab_sizes[f]
                 position[f] = done + p
             done += len(singles) + len(multis)
@@ -169,6 +164,7 @@ class StandaloneModel(nn.Module):
             d=d,
             sparse=sparse,
         )
+        check_backbone_options(backbone_kwargs)
         net = build_backbone(
             backbone,
             num_fields=fm.num_fields,

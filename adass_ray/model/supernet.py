@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
-from adass_ray.model.backbones import build_backbone
+from adass_ray.model.backbones import build_backbone, check_backbone_options
 from adass_ray.model.embeddings import CandidateEmbeddings
 
 Arch = Tensor | Sequence[int]
@@ -83,6 +83,7 @@ class Supernet(nn.Module):
         emb = CandidateEmbeddings.from_feature_map(
             fm, d=d, candidate_sizes=candidate_sizes, layout=layout, sparse=sparse
         )
+        check_backbone_options(backbone_kwargs)
         net = build_backbone(
             backbone,
             num_fields=fm.num_fields,
@@ -119,9 +120,14 @@ class Supernet(nn.Module):
                     f"architecture {list(arch)}: need {nf} candidate indices in 0..{nk - 1}"
                 )
             return torch.tensor(arch, device=device).expand(batch_size, nf)
-        if arch.dim() not in (1, 2) or arch.shape[-1] != nf or arch.dtype.is_floating_point:
+        if (
+            arch.dim() not in (1, 2)
+            or arch.shape[-1] != nf
+            or (arch.dim() == 2 and arch.shape[0] != batch_size)
+            or arch.dtype.is_floating_point
+        ):
             raise ConfigError(
-                f"architecture tensor of shape {tuple(arch.shape)}: need [B, {nf}] ints"
+                f"architecture tensor of shape {tuple(arch.shape)}: need [{batch_size}, {nf}] ints"
             )
         if arch.numel() and (int(arch.min()) < 0 or int(arch.max()) >= nk):
             raise ConfigError(f"architecture tensor: candidate indices must be in 0..{nk - 1}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -25,20 +27,20 @@ FM = FeatureMap(
     candidate_sizes=(4, 8, 16),
 )
 B, D = 17, 8
-KW = {"hidden": (16, 8), "cross_layers": 2}
+KW: dict[str, Any] = {"hidden": (16, 8), "cross_layers": 2}
 
 
-def make_batch(seed: int = 0, b: int = B) -> Batch:
+def make_batch(seed: int = 0, b: int = B, fm: FeatureMap = FM) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    single = [f.vocab_size for f in FM.fields if f.kind != "multi_valued"]
+    single = [f.vocab_size for f in fm.fields if f.kind != "multi_valued"]
     ids = torch.stack([torch.randint(0, v, (b,), generator=g) for v in single], 1)
     tags = torch.randint(-1, 7, (b, 3), generator=g)
     return Batch(ids=ids, multi=(tags,), dense=torch.randn(b, 1, generator=g), label=torch.ones(b))
 
 
-def make_net(backbone: str = "dnn", **kw: object) -> Supernet:
+def make_net(backbone: str = "dnn", **kw: Any) -> Supernet:
     torch.manual_seed(0)
-    return Supernet.from_feature_map(FM, d=D, backbone=backbone, **KW, **kw)  # type: ignore[arg-type]
+    return Supernet.from_feature_map(FM, d=D, backbone=backbone, **KW, **kw)
 
 
 @pytest.mark.parametrize("backbone", ["dnn", "deepfm", "dcn", "dcnv2", "dlrm", "fm"])
@@ -120,6 +122,10 @@ def test_arch_validation() -> None:
     ):
         with pytest.raises(ConfigError):
             net(batch, bad)
+    with pytest.raises(ConfigError):  # a [B, F] architecture for another batch size
+        net(batch, torch.zeros(B + 1, 6, dtype=torch.long))
+    with pytest.raises(ConfigError, match="hiden"):
+        Supernet.from_feature_map(FM, d=D, backbone="dnn", hiden=(8,))
     with pytest.raises(ConfigError, match="not candidates"):
         StandaloneModel.from_supernet(net, (4, 4, 4, 4, 4, 32))
     assert net.sizes_of(net.arch_of({f.name: 8 for f in FM.fields})) == (8,) * 6
@@ -141,3 +147,29 @@ def test_standalone_from_feature_map() -> None:
         StandaloneModel.from_feature_map(FM, sizes={"user": 4}, d=D, backbone="dnn")
     with pytest.raises(ConfigError):
         StandaloneModel.from_feature_map(FM, sizes=[4] * 6, d=0, backbone="dnn")
+
+
+def test_uniform_baseline_in_feature_map_order() -> None:
+    # Multi-valued field last: the stand-alone output needs no reordering (its fast path).
+    fm = FeatureMap(
+        name="ordered", label="label", fields=(*FM.fields[:1], *FM.fields[2:], FM.fields[1])
+    )
+    torch.manual_seed(0)
+    net = Supernet.from_feature_map(fm, d=D, backbone="fm")
+    model = StandaloneModel.from_supernet(net, [16] * fm.num_fields)
+    assert model.embeddings._in_order
+    batch = make_batch(fm=fm)
+    assert torch.allclose(model(batch), net(batch, [2] * fm.num_fields), atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["separate", "nested"])
+def test_sparse_gradients(layout: str) -> None:
+    net = make_net(layout=layout, sparse=True)
+    batch = make_batch()
+    arch = torch.randint(0, 3, (B, FM.num_fields))
+    net(batch, arch).sum().backward()
+    grads = [t.grad for t in net.embeddings.tables.values() if t.grad is not None]
+    assert grads and all(g.is_sparse for g in grads)
+    net.zero_grad(set_to_none=True)
+    net.forward_from_unified(net.all_unified(batch)[:, :, 0], batch.dense).sum().backward()
+    assert net.embeddings.tables["s4" if layout == "separate" else "shared"].grad.is_sparse
