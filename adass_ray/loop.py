@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from adass_ray.data.loader import ShardLoader
 from adass_ray.metrics import auc, logloss
-from adass_ray.training import Task, TrainConfig
+from adass_ray.training import Task, TrainConfig, is_table
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ class Comm:
     def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
         return t
 
-    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Average gradients over workers (no-op for one worker)."""
+    def average_gradients(self, params: list[torch.nn.Parameter], sparse: list[torch.nn.Parameter]) -> None:
+        """Average gradients over workers (no-op for one worker); ``sparse`` have sparse grads."""
 
     def gather(self, t: torch.Tensor) -> torch.Tensor:
         return t
@@ -53,11 +53,15 @@ class TorchDistComm(Comm):
         dist.all_reduce(t)
         return t
 
-    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+    def average_gradients(self, params: list[torch.nn.Parameter], sparse: list[torch.nn.Parameter]) -> None:
         # One flat buffer → one all-reduce per step. Parameters a step did not touch get zero
         # gradients so every worker contributes the same layout (no DDP unused-parameter checks:
         # with per-row paths, which candidates a batch touches varies from step to step).
+        for p in sparse:
+            self._average_sparse(p)
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        if not grads:
+            return
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat)
         flat /= self.world_size
@@ -66,6 +70,24 @@ class TorchDistComm(Comm):
             n = g.numel()
             p.grad = flat[offset:offset + n].view_as(p)
             offset += n
+
+    def _average_sparse(self, p: torch.nn.Parameter) -> None:
+        """All-gather the touched rows of a sparse table gradient and average them."""
+        if p.grad is None:
+            idx = torch.empty(0, dtype=torch.long, device=p.device)
+            val = torch.empty((0, *p.shape[1:]), dtype=p.dtype, device=p.device)
+        else:
+            g = p.grad.coalesce()
+            idx, val = g.indices()[0], g.values()
+        n = torch.tensor([idx.numel()], device=p.device)
+        counts = self.gather(n)
+        most = int(counts.max())
+        pad = most - idx.numel()
+        idx_all = self.gather(torch.cat([idx, idx.new_zeros(pad)]))
+        val_all = self.gather(torch.cat([val, val.new_zeros((pad, *val.shape[1:]))]))
+        keep = torch.cat([torch.arange(most, device=p.device) < int(c) for c in counts])
+        grad = torch.sparse_coo_tensor(idx_all[keep][None], val_all[keep] / self.world_size, p.shape)
+        p.grad = grad.coalesce()
 
     def gather(self, t: torch.Tensor) -> torch.Tensor:
         parts = [torch.empty_like(t) for _ in range(self.world_size)]
@@ -121,8 +143,16 @@ class TrainLoop:
         self.device = device or torch.device("cpu")
         self.on_checkpoint = on_checkpoint or (lambda state, metrics: None)
         self.on_metrics = on_metrics or (lambda metrics, step: None)
-        self.params = [p for p in task.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        named = [(n, p) for n, p in task.model.named_parameters() if p.requires_grad]
+        sparse = config.model.sparse
+        self.sparse_params = [p for n, p in named if sparse and is_table(n)]
+        self.params = [p for n, p in named if not (sparse and is_table(n))]
+        self.optimizers: list[torch.optim.Optimizer] = [
+            torch.optim.Adam(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        ]
+        if self.sparse_params:
+            # lazy Adam: moments and updates only for the rows a step touched
+            self.optimizers.append(torch.optim.SparseAdam(self.sparse_params, lr=config.lr))
         self.state = LoopState()
         self.best_model: dict[str, torch.Tensor] | None = None
 
@@ -130,7 +160,7 @@ class TrainLoop:
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.task.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
             "task": self.task.extra_state(),
             "loop": asdict(self.state),
             "best_model": self.best_model,
@@ -138,7 +168,8 @@ class TrainLoop:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.task.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        for opt, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(saved)
         self.task.load_extra_state(state.get("task", {}))
         self.state = LoopState(**state["loop"])
         self.best_model = state.get("best_model")
@@ -156,11 +187,13 @@ class TrainLoop:
         self.task.model.train()
         loss, _ = self.task.train_step(batch, generator=self._generator(st.global_step),
                                        reduce=self.comm.all_reduce_sum)
-        self.optimizer.zero_grad(set_to_none=True)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.comm.average_gradients(self.params)
+        self.comm.average_gradients(self.params, self.sparse_params)
         self.task.after_backward(self.comm.all_reduce_sum)
-        self.optimizer.step()
+        for opt in self.optimizers:
+            opt.step()
         return float(loss.detach())
 
     def run(self) -> LoopState:

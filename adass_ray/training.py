@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 class ModelConfig:
     """The network: backbone, common width ``d`` and the candidate-table layout.
 
-    ``candidate_sizes`` empty means: the feature map's candidate sizes.
+    ``candidate_sizes`` empty means: the feature map's candidate sizes. ``sparse``: embedding
+    tables get sparse gradients and a lazy Adam (``torch.optim.SparseAdam``) that touches only the
+    rows a step used; the network keeps dense Adam (see the README for the measurement).
     """
 
     backbone: str = "dnn"
@@ -38,6 +40,7 @@ class ModelConfig:
     cross_layers: int = 3
     layout: Literal["separate", "nested"] = "separate"
     candidate_sizes: tuple[int, ...] = ()
+    sparse: bool = True
 
 
 @dataclass(frozen=True)
@@ -151,15 +154,21 @@ def validate(fm: FeatureMap, cfg: TrainConfig, kind: str) -> None:
 def build_supernet(fm: FeatureMap, cfg: ModelConfig) -> Supernet:
     return Supernet.from_feature_map(
         fm, d=cfg.d, backbone=cfg.backbone, candidate_sizes=cfg.candidate_sizes or None,
-        layout=cfg.layout, hidden=cfg.hidden, dropout=cfg.dropout, cross_layers=cfg.cross_layers,
+        layout=cfg.layout, sparse=cfg.sparse, hidden=cfg.hidden, dropout=cfg.dropout,
+        cross_layers=cfg.cross_layers,
     )
 
 
 def build_standalone(fm: FeatureMap, cfg: ModelConfig, sizes: tuple[int, ...]) -> StandaloneModel:
     return StandaloneModel.from_feature_map(
-        fm, sizes=sizes, d=cfg.d, backbone=cfg.backbone, hidden=cfg.hidden,
+        fm, sizes=sizes, d=cfg.d, backbone=cfg.backbone, sparse=cfg.sparse, hidden=cfg.hidden,
         dropout=cfg.dropout, cross_layers=cfg.cross_layers,
     )
+
+
+def is_table(name: str) -> bool:
+    """Whether parameter ``name`` is an embedding table (the only sparse-gradient parameters)."""
+    return ".tables." in f".{name}"
 
 
 class Task:
