@@ -103,16 +103,33 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="movielens-100k", help="built-in dataset or 'synthetic'")
     p.add_argument("--out", default="runs/demo", help="output folder (stages reuse what is there)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", help="YAML TrainConfig (default: configs/<source>.yaml when it exists)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig overrides")
+    p.add_argument("--smoke-test", action="store_true", help="tiny synthetic data and a tiny run")
+    _add_tracking_args(p)
     p.set_defaults(handler=_run_pipeline)
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
-    from adass_ray import pipeline
+    from adass_ray import pipeline, stages
+    from adass_ray.tracking import resolve_tracking_uri
 
-    result = pipeline.run(source=args.source, out=args.out, seed=args.seed)
+    overrides = list(args.overrides)
+    if args.smoke_test:
+        args.source = "synthetic"
+        overrides = [*SMOKE_OVERRIDES, *overrides]
+    result = pipeline.run(source=args.source, out=args.out, seed=args.seed, config=args.config,
+                          overrides=tuple(overrides), tracking=stages.TrackingOptions.from_args(args),
+                          verbose=args.verbose, rows=3000 if args.smoke_test else 100_000)
     fm = result.feature_map
-    print(f"data: {result.data} ({fm.name}: {len(fm.fields)} fields, "
+    print(f"data:      {result.data} ({fm.name}: {len(fm.fields)} fields, "
           f"{sum(s.rows for s in fm.splits.values()):,} rows)")
+    for name in ("supernet", "uniform"):
+        m = result.metrics.get(name, {})
+        print(f"{name + ':':<10} {result.stages[name] / 'model.pt'}  test AUC {m.get('test_auc', float('nan')):.4f}")
+    if not args.no_tracking:
+        print(f"MLflow:    {resolve_tracking_uri(args.tracking_uri)}  "
+              f"(experiment {args.experiment or fm.name!r}; browse with `mlflow ui --backend-store-uri ...`)")
     return 0
 
 
@@ -200,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(levelname)s: %(message)s",
     )
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if not args.verbose:  # MLflow's and Ray's own INFO lines are noise for a user of the CLI
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        for name in ("mlflow", "alembic", "ray", "ray.train", "ray.tune", "ray.data"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     handler: Handler = args.handler
     try:
         return handler(args)

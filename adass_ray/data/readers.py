@@ -99,9 +99,9 @@ def read_avazu(path: str | Path) -> RawData:
     if missing:
         raise DataError(f"{path}: not an Avazu file: missing column(s) {', '.join(missing)}")
     hour = table["hour"]
-    day = pc.divide(hour, 100)  # YYMMDD
+    day = pc.divide(hour, 100)  # YYMMDD (integer division of int64)
     date = pc.strptime(pc.cast(day, pa.string()), format="%y%m%d", unit="s", error_is_null=True)
-    table = table.append_column("hour_of_day", pc.cast(pc.remainder(hour, 100), pa.int64()))
+    table = table.append_column("hour_of_day", pc.subtract(hour, pc.multiply(day, 100)))
     table = table.append_column("weekday", pc.day_of_week(date))
     schema = Schema(
         label="click",

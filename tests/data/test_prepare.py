@@ -156,3 +156,40 @@ def test_bad_config_values():
         PrepareConfig(split="weekly")
     with pytest.raises(ConfigError):
         LabelRule.parse("rating is big")
+
+
+def test_avazu_reader_derives_hour_fields(tmp_path):
+    from adass_ray.data.readers import AVAZU_CATEGORICAL, read_avazu
+
+    header = ["id", "click", "hour", *AVAZU_CATEGORICAL]
+    rows = []
+    for i in range(40):
+        vals = [str(i), str(i % 2), f"1410{21 + i % 3:02d}{i % 24:02d}"]
+        vals += [f"v{(i * 7 + j) % 5}" for j in range(len(AVAZU_CATEGORICAL))]
+        rows.append(",".join(vals))
+    path = tmp_path / "avazu.csv"
+    path.write_text(",".join(header) + "\n" + "\n".join(rows) + "\n")
+    raw = read_avazu(path)
+    assert raw.table["hour_of_day"].to_pylist()[:3] == [0, 1, 2]
+    # 2014-10-21 was a Tuesday (Monday = 0)
+    assert raw.table["weekday"].to_pylist()[0] == 1
+    fmap = prepare(raw, tmp_path / "out")
+    assert fmap.metadata["prepare"]["min_count"] == 5  # Avazu's customary threshold
+    assert fmap.field("C1").vocab_size == 5 + 1  # 5 values, each seen >= 5 times in train
+    fmap = prepare(raw, tmp_path / "out1", PrepareConfig(min_count=1, fractions=(1.0, 0.0, 0.0)))
+    assert fmap.field("hour_of_day").vocab_size == 24 + 1
+
+
+def test_parquet_input_with_schema(tmp_path):
+    from adass_ray.data.readers import read_input
+
+    t = pa.table({"u": ["a", "b", "a", "c"] * 25, "n": pa.array(np.arange(100.0)),
+                  "y": pa.array([0, 1] * 50, pa.int64())})
+    pq.write_table(t, tmp_path / "in.parquet")
+    (tmp_path / "s.yaml").write_text("label: y\ncategorical: [u]\nnumeric: [n]\n")
+    fmap = prepare(read_input(tmp_path / "in.parquet", "parquet", Schema.load(tmp_path / "s.yaml")),
+                   tmp_path / "out", PrepareConfig(n_bins=4))
+    assert [f.name for f in fmap.fields] == ["u", "n"] and fmap.field("n").vocab_size == 4 + 1
+    (tmp_path / "bad.yaml").write_text("label: y\ncategorical: [u]\nnumeric: [u2]\n")
+    with pytest.raises(ConfigError, match="'u2'"):
+        read_input(tmp_path / "in.parquet", "parquet", Schema.load(tmp_path / "bad.yaml"))

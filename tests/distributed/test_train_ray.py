@@ -78,3 +78,18 @@ def test_cli_smoke_test_logs_to_mlflow(ray_local, tmp_path, capsys):
     assert "test_auc" in run.data.metrics and "val_auc" in run.data.metrics
     assert run.data.params["stage"] == "supernet"
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model.pt", "metrics.json"}
+
+
+def test_pipeline_smoke_run_and_rerun_reuses_stages(ray_local, tmp_path, capsys):
+    from adass_ray.cli import main
+
+    argv = ["run", "--smoke-test", "--out", str(tmp_path / "demo"), "--tracking-uri",
+            f"sqlite:///{tmp_path}/mlflow.db"]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "supernet:" in out and "uniform:" in out and "MLflow:" in out
+    for stage in ("data/feature_map.json", "supernet/model.pt", "uniform/model.pt", "uniform/metrics.json"):
+        assert (tmp_path / "demo" / stage).is_file(), stage
+    mtime = (tmp_path / "demo" / "supernet" / "model.pt").stat().st_mtime
+    assert main(argv) == 0  # a re-run reuses every finished stage
+    assert (tmp_path / "demo" / "supernet" / "model.pt").stat().st_mtime == mtime
