@@ -128,8 +128,9 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         m = result.metrics.get(name, {})
         print(f"{name + ':':<10} {result.stages[name] / 'model.pt'}  test AUC {m.get('test_auc', float('nan')):.4f}")
     if not args.no_tracking:
-        print(f"MLflow:    {resolve_tracking_uri(args.tracking_uri)}  "
-              f"(experiment {args.experiment or fm.name!r}; browse with `mlflow ui --backend-store-uri ...`)")
+        uri = resolve_tracking_uri(args.tracking_uri)
+        print(f"MLflow:    {uri} (experiment {args.experiment or fm.name!r}); browse with:")
+        print(f"           mlflow ui --backend-store-uri {uri}")
     return 0
 
 
@@ -188,8 +189,8 @@ def _run_train(args: argparse.Namespace) -> int:
         sizes_file=getattr(args, "sizes", None), uniform=getattr(args, "uniform", None),
         resume=args.resume, tracking=stages.TrackingOptions.from_args(args), verbose=args.verbose,
     )
-    shown = {k: round(v, 4) for k, v in result.metrics.items()
-             if k.startswith(("test_", "embedding_params", "total_params", "supernet_params"))}
+    keys = ("test_auc", "test_logloss", "embedding_params", "total_params", "supernet_params")
+    shown = {k: round(result.metrics[k], 4) for k in keys if k in result.metrics}
     print(f"{args.kind} model: {result.out / 'model.pt'}")
     print(f"metrics: {shown}")
     return 0

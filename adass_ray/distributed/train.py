@@ -67,6 +67,16 @@ def train_per_worker(config: dict[str, Any]) -> None:
     task.model.to(device)
     loaders = _loaders(data, fm, cfg, rank, world)
     tracker = _tracker(config.get("tracking"), rank)
+    progress = config.get("progress") if rank == 0 else None
+
+    def on_metrics(metrics: dict[str, float], step: int) -> None:
+        tracker.log_metrics(metrics, step=step)
+        if progress is not None:
+            progress.put.remote(
+                f"{config['kind']} epoch {int(metrics['epoch']) + 1}/{cfg.epochs}: "
+                f"train_loss {metrics['train_loss']:.4f}  val_auc {metrics['val_auc']:.4f}  "
+                f"({metrics['epoch_seconds']:.1f} s)"
+            )
 
     def on_checkpoint(state: dict[str, Any], metrics: dict[str, float]) -> None:
         _maybe_fail(config, loop.state.global_step, rank)
@@ -81,13 +91,15 @@ def train_per_worker(config: dict[str, Any]) -> None:
         task=task, config=cfg, train=loaders["train"], valid=loaders["valid"],
         comm=TorchDistComm() if world > 1 else Comm(), device=device,
         on_checkpoint=on_checkpoint,
-        on_metrics=lambda m, step: tracker.log_metrics(m, step=step),
+        on_metrics=on_metrics,
     )
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             loop.load_state_dict(torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=False))
         logger.info("rank %d resumed at epoch %d step %d", rank, loop.state.epoch, loop.state.global_step)
+        if progress is not None:
+            progress.put.remote(f"resumed from the checkpoint at step {loop.state.global_step}")
     loop.run()
     final = {**loop.evaluate(loaders["test"], "test"), **_params(task, fm)}
     final.update({f"best_{k}": v for k, v in loop.state.history[loop.state.best_epoch].items()}
@@ -182,10 +194,12 @@ def fit(
     _check_or_record_run(out, FeatureMap.load(data), kind, sizes, resume)
     use_gpu = _use_gpu(cfg)
     _check_resources(cfg, use_gpu)
+    progress = _progress_actor()
     trainer = TorchTrainer(
         train_per_worker,
         train_loop_config={"data": str(Path(data).resolve()), "kind": kind, "sizes": list(sizes) if sizes else None,
-                           "train": cfgmod.to_dict(cfg), "tracking": tracking, **(extra_config or {})},
+                           "train": cfgmod.to_dict(cfg), "tracking": tracking, "progress": progress,
+                           **(extra_config or {})},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.num_workers, use_gpu=use_gpu,
             resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
@@ -196,7 +210,7 @@ def fit(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
-    result = trainer.fit()
+    result = _fit_with_progress(trainer, progress)
     if result.error is not None or result.checkpoint is None:
         raise AdassError(f"training failed: {type(result.error).__name__}: {str(result.error).splitlines()[0] if result.error else 'no checkpoint'}")
     with result.checkpoint.as_directory() as d:
@@ -221,6 +235,53 @@ def _check_or_record_run(out: Path, fm: FeatureMap, kind: str, sizes: tuple[int,
                              "resume it with the same stage and sizes, or choose another --out")
         return
     write_json(record, {"kind": kind, "sizes": list(sizes) if sizes else None, "fingerprint": fm.fingerprint()})
+
+
+def _progress_actor() -> Any:
+    """A tiny actor rank 0 sends one line per epoch to; the driver prints them while it waits."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Progress:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def put(self, line: str) -> None:
+            self.lines.append(line)
+
+        def take(self) -> list[str]:
+            out, self.lines = self.lines, []
+            return out
+
+    return Progress.remote()  # type: ignore[attr-defined]
+
+
+def _fit_with_progress(trainer: Any, progress: Any) -> Any:
+    """``trainer.fit()`` in a thread while the driver logs the progress lines as they come."""
+    import threading
+
+    import ray
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as e:  # re-raised in the driver thread below
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name="ray-train-fit", daemon=True)
+    thread.start()
+    while True:
+        thread.join(timeout=1.0)
+        for line in ray.get(progress.take.remote()):
+            logger.info("%s", line)
+        if not thread.is_alive():
+            break
+    ray.kill(progress)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def _use_gpu(cfg: TrainConfig) -> bool:
