@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
 
 DEFAULT_HIDDEN: tuple[int, ...] = (400, 400, 400)
@@ -284,3 +285,13 @@ def build_backbone(
         cross_layers=cross_layers,
         full_rank=key == "dcnv2",
     )
+
+
+def backbone_for_feature_map(fm: FeatureMap, name: str, *, d: int, **kwargs: Any) -> nn.Module:
+    """:func:`build_backbone` sized for ``fm`` (its field count and numeric fields).
+
+    Raises:
+        ConfigError: unknown name or option, or bad sizes.
+    """
+    check_backbone_options(kwargs)
+    return build_backbone(name, num_fields=fm.num_fields, d=d, num_dense=len(fm.numeric_fields), **kwargs)

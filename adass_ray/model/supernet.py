@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
-from adass_ray.model.backbones import build_backbone, check_backbone_options
+from adass_ray.model.backbones import backbone_for_feature_map
 from adass_ray.model.embeddings import CandidateEmbeddings
 
 Arch = Tensor | Sequence[int]
@@ -83,14 +83,7 @@ class Supernet(nn.Module):
         emb = CandidateEmbeddings.from_feature_map(
             fm, d=d, candidate_sizes=candidate_sizes, layout=layout, sparse=sparse
         )
-        check_backbone_options(backbone_kwargs)
-        net = build_backbone(
-            backbone,
-            num_fields=fm.num_fields,
-            d=d,
-            num_dense=len(fm.numeric_fields),
-            **backbone_kwargs,
-        )
+        net = backbone_for_feature_map(fm, backbone, d=d, **backbone_kwargs)
         return cls(embeddings=emb, backbone=net, field_names=fm.field_names)
 
     @property
