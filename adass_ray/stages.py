@@ -86,16 +86,21 @@ def train(
     resume: bool = False,
     tracking: TrackingOptions = TrackingOptions(),
     verbose: bool = False,
+    sizes: tuple[int, ...] | None = None,
+    init_from: Path | None = None,
 ) -> Any:
-    """Train a supernet (``kind="supernet"``) or a fixed-size model (``kind="fixed"``)."""
+    """Train a supernet (``kind="supernet"``) or a fixed-size model (``kind="fixed"``).
+
+    ``sizes`` (or ``sizes_file``, or ``uniform``) fix a fixed model's architecture;
+    ``init_from`` names a supernet folder whose weights the fixed model inherits.
+    """
     from adass_ray.distributed.runtime import ensure_ray
     from adass_ray.distributed.train import fit
     from adass_ray.training import validate
 
     fm = FeatureMap.load(data)
     validate(fm, cfg, kind)
-    sizes: tuple[int, ...] | None = None
-    if kind == "fixed":
+    if kind == "fixed" and sizes is None:
         sizes = read_sizes(sizes_file, fm) if sizes_file else (uniform or cfg.model.d,) * fm.num_fields
         if uniform is not None and uniform < 1:
             raise ConfigError(f"--uniform must be >= 1, got {uniform}")
@@ -108,7 +113,9 @@ def train(
         tracker.log_params({"stage": kind, "data": str(data), "sizes": list(sizes) if sizes else None,
                             **cfgmod.flatten(cfgmod.to_dict(cfg))})
         spec = {"uri": getattr(tracker, "tracking_uri", None), "run_id": tracker.run_id}
-        result = fit(data=data, out=out, cfg=cfg, kind=kind, sizes=sizes, tracking=spec, resume=resume)
+        extra = {"init_state": str(_inherited_state(init_from, fm, sizes, out))} if init_from else None
+        result = fit(data=data, out=out, cfg=cfg, kind=kind, sizes=sizes, tracking=spec, resume=resume,
+                     extra_config=extra)
         tracker.log_metrics({k: v for k, v in result.metrics.items()})
         for name in ("model.pt", "history.json", "metrics.json"):
             tracker.log_artifact(out / name)
@@ -118,6 +125,76 @@ def train(
         raise
     tracker.close()
     return result
+
+
+def _inherited_state(supernet_dir: Path, fm: FeatureMap, sizes: tuple[int, ...] | None, out: Path) -> Path:
+    """Stand-alone weights cut from a trained supernet for ``sizes`` (saved for the workers)."""
+    import torch
+
+    from adass_ray.artifacts import load_model
+    from adass_ray.model.standalone import StandaloneModel
+    from adass_ray.model.supernet import Supernet
+
+    net, _ = load_model(supernet_dir, fm)
+    if not isinstance(net, Supernet) or sizes is None:
+        raise ConfigError(f"{supernet_dir} does not hold a supernet; give the train-supernet output folder")
+    model = StandaloneModel.from_supernet(net, sizes)
+    path = out / "inherited.pt"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def retrain(
+    *,
+    data: Path,
+    out: Path,
+    cfg: TrainConfig,
+    sizes_file: str | None = None,
+    uniform: int | None = None,
+    seeds: int = 3,
+    init_from: Path | None = None,
+    tracking: TrackingOptions = TrackingOptions(),
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Train the stand-alone model with fixed sizes once per seed; writes ``summary.json``.
+
+    Each seed's run lives in ``out/seed-<s>`` (finished seeds are reused on a re-run).
+    Returns the summary: per-seed test AUC / logloss and their mean and standard deviation.
+    """
+    import json
+    import statistics
+
+    from adass_ray.artifacts import write_json
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    fm = FeatureMap.load(data)
+    sizes = read_sizes(sizes_file, fm) if sizes_file else (uniform or cfg.model.d,) * fm.num_fields
+    runs: list[dict[str, float]] = []
+    for s in range(seeds):
+        seed_out = out / f"seed-{s}"
+        if (seed_out / "metrics.json").is_file():
+            runs.append(json.loads((seed_out / "metrics.json").read_text()))
+            continue
+        seed_cfg = TrainConfig(**{**cfg.__dict__, "seed": cfg.seed + s})
+        res = train(data=data, out=seed_out, cfg=seed_cfg, kind="fixed", sizes=sizes,
+                    resume=(seed_out / ".ray").exists(), tracking=tracking, verbose=verbose,
+                    init_from=init_from)
+        runs.append(res.metrics)
+    summary: dict[str, Any] = {
+        "sizes": dict(zip(fm.field_names, sizes, strict=True)),
+        "embedding_params": sum(v * a for v, a in zip(fm.vocab_sizes, sizes, strict=True)),
+        "seeds": [cfg.seed + s for s in range(seeds)],
+        "inherited_from": str(init_from) if init_from else None,
+    }
+    for key in ("test_auc", "test_logloss"):
+        values = [r[key] for r in runs]
+        summary[key] = values
+        summary[f"{key}_mean"] = statistics.fmean(values)
+        summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    write_json(out / "summary.json", summary)
+    return summary
 
 
 def _local_cpus(cfg: TrainConfig) -> int:

@@ -64,6 +64,8 @@ def train_per_worker(config: dict[str, Any]) -> None:
     sizes = tuple(config["sizes"]) if config.get("sizes") else None
     task = make_task(fm, cfg, config["kind"], sizes)
     device = ray.train.torch.get_device()
+    if config.get("init_state"):  # inherited supernet weights (retrain option)
+        task.model.load_state_dict(torch.load(config["init_state"], map_location="cpu"))
     task.model.to(device)
     loaders = _loaders(data, fm, cfg, rank, world)
     tracker = _tracker(config.get("tracking"), rank)

@@ -93,3 +93,25 @@ def test_pipeline_smoke_run_and_rerun_reuses_stages(ray_local, tmp_path, capsys)
     mtime = (tmp_path / "demo" / "supernet" / "model.pt").stat().st_mtime
     assert main(argv) == 0  # a re-run reuses every finished stage
     assert (tmp_path / "demo" / "supernet" / "model.pt").stat().st_mtime == mtime
+
+
+def test_retrain_over_seeds_from_scratch_and_inherited(ray_local, data, tmp_path):
+    from adass_ray import stages
+    from adass_ray.data.feature_map import FeatureMap
+
+    cfg = TrainConfig(**{**CFG.__dict__, "epochs": 1, "num_workers": 1})
+    fit(data=data, out=tmp_path / "sn", cfg=cfg, kind="supernet")
+    sizes = {"fields": {name: {"size": s} for name, s in
+                        zip(FeatureMap.load(data).field_names, (4, 8, 16, 32, 64, 4, 8, 16), strict=True)}}
+    (tmp_path / "sizes.json").write_text(json.dumps(sizes))
+    off = stages.TrackingOptions(enabled=False)
+    summary = stages.retrain(data=data, out=tmp_path / "rt", cfg=cfg, sizes_file=str(tmp_path / "sizes.json"),
+                             seeds=2, init_from=tmp_path / "sn", tracking=off)
+    assert summary["seeds"] == [0, 1] and len(summary["test_auc"]) == 2
+    assert summary["test_auc_std"] >= 0 and 0 < summary["test_auc_mean"] < 1
+    assert (tmp_path / "rt" / "seed-1" / "inherited.pt").is_file()
+    assert json.loads((tmp_path / "rt" / "summary.json").read_text())["embedding_params"] == summary["embedding_params"]
+    # a finished seed is reused, not retrained
+    again = stages.retrain(data=data, out=tmp_path / "rt", cfg=cfg, sizes_file=str(tmp_path / "sizes.json"),
+                           seeds=2, init_from=tmp_path / "sn", tracking=off)
+    assert again["test_auc"] == summary["test_auc"]

@@ -1,0 +1,311 @@
+"""Search controllers (DESIGN.md §2.3): policies over architectures trained by REINFORCE.
+
+An architecture is a tuple of candidate indices, one per field. A controller proposes and
+learns; the caller turns rewards into per-field advantages ``[N, F]`` (baseline and resource
+competition included). :class:`FactorizedController` and :class:`LSTMController` differ only in
+their policy module; each samples with its own seeded ``torch.Generator`` kept in
+``state_dict()``, so a restored controller proposes exactly what the original would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, cast, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from adass_ray.errors import ConfigError
+
+Archs = Sequence[Sequence[int]]
+Pick = Callable[[int, Tensor], Tensor]  # (field f, logits [n, K]) -> choices [n]
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """A policy over architectures: ``propose`` / ``update`` (advantages ``[N, F]`` or ``[N]``)
+    / ``state_dict``; ``probs`` is ``[F, K]``, ``entropy`` in nats."""
+
+    num_fields: int
+    num_candidates: int
+
+    def propose(self, n: int) -> list[tuple[int, ...]]: ...
+    def update(self, archs: Archs, advantages: Tensor | Sequence[Any]) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+    def probs(self) -> Tensor: ...
+    def argmax(self) -> tuple[int, ...]: ...
+    def entropy(self) -> float: ...
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _check_common(num_fields: int, num_candidates: int, lr: float, entropy_weight: float) -> None:
+    _check(num_fields >= 1 and num_candidates >= 1,
+           f"controller: num_fields={num_fields}, num_candidates={num_candidates}; need >= 1")
+    _check(lr > 0 and math.isfinite(lr), f"controller: lr={lr}, need a finite value > 0")
+    _check(entropy_weight >= 0 and math.isfinite(entropy_weight),
+           f"controller: entropy_weight={entropy_weight}, need a finite value >= 0")
+
+
+def _arch_tensor(archs: Archs, nf: int, nk: int) -> Tensor:
+    """``LongTensor [N, F]`` of validated architectures (raises ConfigError)."""
+    rows = [tuple(int(a) for a in arch) for arch in archs]
+    bad = [r for r in rows if len(r) != nf or any(not 0 <= a < nk for a in r)]
+    _check(not bad, f"architecture {bad[:1]}: need {nf} candidate indices in 0..{nk - 1}")
+    _check(bool(rows), "update: need at least one architecture")
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def _advantages(advantages: Tensor | Sequence[Any], n: int, nf: int) -> Tensor:
+    """Advantages as ``[N, F]`` float32; a ``[N]`` input is broadcast to every field."""
+    adv = torch.as_tensor(advantages, dtype=torch.float32).detach().cpu()
+    if adv.dim() == 1:
+        adv = adv[:, None].expand(adv.shape[0], nf)
+    _check(adv.shape == (n, nf) and bool(adv.isfinite().all()),
+           f"advantages of shape {tuple(adv.shape)}: need finite [{n}] or [{n}, {nf}]")
+    return adv
+
+
+def _entropy(logits: Tensor) -> Tensor:
+    """Entropy of ``softmax`` over the last dim: ``[..., K] -> [...]``."""
+    return -(torch.softmax(logits, -1) * torch.log_softmax(logits, -1)).sum(-1)
+
+
+class FactorizedPolicy(nn.Module):
+    """Independent per-field logits ``theta [F, K]``: ``pi(alpha) = prod_f softmax(theta_f)``."""
+
+    def __init__(self, theta: Tensor) -> None:
+        super().__init__()
+        self.num_fields, self.num_candidates = int(theta.shape[0]), int(theta.shape[1])
+        self.theta = nn.Parameter(theta)
+
+    def rollout(self, n: int, pick: Pick) -> tuple[Tensor, Tensor]:
+        """``(logits [n, F, K], choices [n, F])``; ``pick`` chooses each field's candidates."""
+        logits = self.theta.expand(n, self.num_fields, self.num_candidates)
+        return logits, torch.stack([pick(f, logits[:, f]) for f in range(self.num_fields)], 1)
+
+
+class LSTMPolicy(nn.Module):
+    """An LSTM cell stepping over fields; step f reads ``[field emb f, emb of choice f-1]``.
+
+    A start token stands in for the choice before field 0; a shared head maps the hidden state
+    to ``K`` logits and starts at zero, so the initial policy is uniform.
+    """
+
+    def __init__(self, num_fields: int, num_candidates: int, *, hidden: int, embed: int) -> None:
+        super().__init__()
+        self.num_fields, self.num_candidates = num_fields, num_candidates
+        self.field = nn.Embedding(num_fields, embed)
+        self.choice = nn.Embedding(num_candidates + 1, embed)  # index K = start token
+        self.cell = nn.LSTMCell(2 * embed, hidden)
+        self.head = nn.Linear(hidden, num_candidates)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def rollout(self, n: int, pick: Pick) -> tuple[Tensor, Tensor]:
+        """``(logits [n, F, K], choices [n, F])``; step f+1 is fed ``pick``'s choice at f."""
+        prev = torch.full((n,), self.num_candidates, dtype=torch.long)
+        state: tuple[Tensor, Tensor] | None = None
+        logits, choices = [], []
+        for f in range(self.num_fields):
+            state = self.cell(torch.cat([self.field.weight[f].expand(n, -1), self.choice(prev)], 1),
+                              state)
+            logits.append(self.head(state[0]))
+            prev = pick(f, logits[-1])
+            choices.append(prev)
+        return torch.stack(logits, 1), torch.stack(choices, 1)
+
+
+class PolicyController:
+    """REINFORCE with Adam on a policy module (:class:`FactorizedPolicy`, :class:`LSTMPolicy`).
+
+    ``probs``, ``argmax`` and ``entropy`` follow the greedy path (each field conditioned on the
+    previous fields' argmax), which for the factorised policy is simply its marginals.
+
+    Args:
+        policy: the policy; lr: Adam learning rate; entropy_weight: bonus weight ``w``;
+            seed: seed of the sampling generator.
+
+    Raises:
+        ConfigError: non-positive sizes or lr, negative entropy weight.
+    """
+
+    kind = "policy"
+
+    def __init__(self, policy: FactorizedPolicy | LSTMPolicy, *, lr: float, entropy_weight: float,
+                 seed: int) -> None:
+        self.num_fields, self.num_candidates = policy.num_fields, policy.num_candidates
+        _check_common(self.num_fields, self.num_candidates, lr, entropy_weight)
+        self.policy, self.entropy_weight = policy, float(entropy_weight)
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def _greedy(self) -> Tensor:
+        with torch.no_grad():  # logits [F, K] along the greedy path
+            return self.policy.rollout(1, lambda _f, z: z.argmax(-1))[0][0]
+
+    def propose(self, n: int) -> list[tuple[int, ...]]:
+        """Sample ``n`` architectures (independently, with replacement)."""
+        _check(n >= 1, f"propose(n={n}): need n >= 1")
+
+        def sample(_f: int, z: Tensor) -> Tensor:
+            return torch.multinomial(torch.softmax(z, -1), 1, generator=self.generator)[:, 0]
+
+        with torch.no_grad():
+            return [tuple(row) for row in self.policy.rollout(n, sample)[1].tolist()]
+
+    def update(self, archs: Archs, advantages: Tensor | Sequence[Any]) -> None:
+        """One ascent step on ``mean_n sum_f A[n,f] log pi_f(alpha_nf) + w mean_n sum_f H_f``.
+
+        Args:
+            archs: ``N`` architectures (e.g. the last proposals).
+            advantages: ``[N, F]`` per-field advantages, or ``[N]`` shared by every field.
+
+        Raises:
+            ConfigError: malformed or empty architectures, or malformed advantages.
+        """
+        a = _arch_tensor(archs, self.num_fields, self.num_candidates)
+        adv = _advantages(advantages, a.shape[0], self.num_fields)
+        logits, _ = self.policy.rollout(a.shape[0], lambda f, _z: a[:, f])  # teacher-forced
+        chosen = torch.log_softmax(logits, -1).gather(2, a[:, :, None])[:, :, 0]  # [N, F]
+        objective = (adv * chosen).sum(1).mean() + self.entropy_weight * _entropy(logits).sum(1).mean()
+        self.optimizer.zero_grad()
+        (-objective).backward()
+        self.optimizer.step()
+
+    def probs(self) -> Tensor:
+        """Per-field probabilities ``[F, K]`` (along the greedy path)."""
+        return torch.softmax(self._greedy(), -1)
+
+    def argmax(self) -> tuple[int, ...]:
+        """The most probable architecture (greedy path)."""
+        return tuple(self._greedy().argmax(-1).tolist())
+
+    def entropy(self) -> float:
+        """Sum of the per-field entropies along the greedy path, in nats."""
+        return float(_entropy(self._greedy()).sum())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters, optimizer moments and the sampling generator's state."""
+        return {"kind": self.kind, "num_fields": self.num_fields,
+                "num_candidates": self.num_candidates,
+                "policy": {k: v.clone() for k, v in self.policy.state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (ConfigError for a state of another kind or shape)."""
+        got = (state.get("kind"), state.get("num_fields"), state.get("num_candidates"))
+        want = (self.kind, self.num_fields, self.num_candidates)
+        _check(got == want, f"controller state (kind, fields, candidates) {got}; this is {want}")
+        try:
+            self.policy.load_state_dict(state["policy"])
+        except RuntimeError as e:  # e.g. another LSTM width
+            raise ConfigError(f"controller state does not fit: {str(e).splitlines()[0]}") from e
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.generator.set_state(torch.as_tensor(state["generator"], dtype=torch.uint8))
+
+
+class FactorizedController(PolicyController):
+    """``pi(alpha) = prod_f softmax(theta_f)`` under REINFORCE (see :class:`PolicyController`).
+
+    Args:
+        num_fields, num_candidates: ``F``, ``K``; lr: Adam learning rate on ``theta``.
+        entropy_weight: weight of the entropy bonus ``sum_f H(softmax theta_f)``.
+        seed: sampling seed; init_logits: initial ``theta [F, K]`` (default zeros: uniform).
+
+    Raises:
+        ConfigError: non-positive sizes or lr, negative entropy weight, bad ``init_logits``.
+    """
+
+    kind = "factorized"
+
+    def __init__(self, num_fields: int, num_candidates: int, *, lr: float = 0.05,
+                 entropy_weight: float = 1e-3, seed: int = 0,
+                 init_logits: Tensor | Sequence[Sequence[float]] | None = None) -> None:
+        _check_common(num_fields, num_candidates, lr, entropy_weight)
+        theta = torch.zeros(num_fields, num_candidates) if init_logits is None else (
+            torch.as_tensor(init_logits, dtype=torch.float32).detach().clone())
+        _check(theta.shape == (num_fields, num_candidates) and bool(theta.isfinite().all()),
+               f"init_logits {tuple(theta.shape)}: need finite [{num_fields}, {num_candidates}]")
+        super().__init__(FactorizedPolicy(theta), lr=lr, entropy_weight=entropy_weight, seed=seed)
+
+
+class LSTMController(PolicyController):
+    """An autoregressive :class:`LSTMPolicy` under REINFORCE on its per-step log-probs.
+
+    Args:
+        num_fields, num_candidates: ``F``, ``K``; hidden: LSTM width; embed: embedding width.
+        lr: Adam learning rate; entropy_weight: weight of the per-step entropy bonus.
+        seed: seeds the initial weights (not touching the global RNG) and the sampler.
+
+    Raises:
+        ConfigError: non-positive sizes, widths or lr, negative entropy weight.
+    """
+
+    kind = "lstm"
+
+    def __init__(self, num_fields: int, num_candidates: int, *, hidden: int = 32,
+                 embed: int = 16, lr: float = 0.05, entropy_weight: float = 1e-3,
+                 seed: int = 0) -> None:
+        _check_common(num_fields, num_candidates, lr, entropy_weight)
+        _check(hidden >= 1 and embed >= 1, f"lstm controller: hidden={hidden}, embed={embed}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            policy = LSTMPolicy(num_fields, num_candidates, hidden=hidden, embed=embed)
+        super().__init__(policy, lr=lr, entropy_weight=entropy_weight, seed=seed)
+
+
+class RewardBaseline:
+    """EMA of the mean reward, ``b <- decay * b + (1 - decay) * mean(rewards)``.
+
+    Raises:
+        ConfigError: ``decay`` outside ``[0, 1)``.
+    """
+
+    def __init__(self, decay: float = 0.9) -> None:
+        _check(0.0 <= decay < 1.0, f"baseline decay={decay}: need 0 <= decay < 1")
+        self.decay, self.value = float(decay), cast("float | None", None)
+
+    def update(self, rewards: Tensor | Sequence[float]) -> float:
+        """Fold in rewards ``[N]``; return the baseline to subtract from them: the EMA before
+        this batch (the batch mean on the first call). Raises ConfigError for empty/NaN input."""
+        r = torch.as_tensor(rewards, dtype=torch.float64).flatten()
+        _check(r.numel() > 0 and bool(torch.isfinite(r).all()),
+               "baseline: rewards must be a non-empty set of finite numbers")
+        mean = float(r.mean())
+        base = mean if self.value is None else self.value
+        self.value = self.decay * base + (1.0 - self.decay) * mean
+        return base
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"decay", "value"}`` (value ``None`` before the first update)."""
+        return {"decay": self.decay, "value": self.value}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.decay, self.value = float(state["decay"]), state["value"]
+
+
+CONTROLLERS: dict[str, type[PolicyController]] = {"factorized": FactorizedController,
+                                                  "lstm": LSTMController}
+
+
+def build_controller(name: str = "factorized", **kw: Any) -> Controller:
+    """The controller ``name`` (``"factorized"`` or ``"lstm"``) built with ``kw``.
+
+    Raises:
+        ConfigError: unknown name, unknown or missing argument, or a bad constant.
+    """
+    cls = CONTROLLERS.get(str(name).lower())
+    if cls is None:
+        raise ConfigError(f"unknown controller {name!r}; expected one of {sorted(CONTROLLERS)}")
+    try:
+        return cls(**kw)
+    except TypeError as e:  # an unknown or missing option
+        raise ConfigError(f"controller {name!r}: {e}") from e

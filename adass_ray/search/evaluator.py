@@ -1,0 +1,215 @@
+"""Quality of an architecture under the frozen supernet, Q(alpha) (DESIGN.md §2.3).
+
+Q(alpha) is the exact AUC of the supernet run with alpha on a fixed validation subsample (the
+same rows for every alpha, so scores are comparable). :class:`CachedEvaluator` computes every
+candidate's unified output for those rows once (``[N, F, K, d]``); scoring an architecture is then
+a gather plus one backbone pass, and many architectures share one backbone call by being stacked
+along the batch dimension. Scores are memoised by architecture.
+
+The supernet must stay frozen while an evaluator is in use: build a new evaluator for a new
+snapshot (the cached candidate outputs and scores belong to one set of weights).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from adass_ray.data.batch import Batch
+from adass_ray.errors import ConfigError, DataError
+from adass_ray.metrics import auc
+from adass_ray.model.supernet import Supernet
+
+if TYPE_CHECKING:
+    from adass_ray.data.loader import ShardLoader
+
+logger = logging.getLogger(__name__)
+
+# Rows per all_unified call while building the cache: bounds the transient memory of the lookups.
+UNIFIED_ROW_CHUNK = 16_384
+
+
+@contextmanager
+def _frozen(net: Supernet) -> Iterator[None]:
+    """Eval mode and no autograd for the duration; the previous mode is restored."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        net.train(was_training)
+
+
+def _arch_key(arch: Sequence[int], nf: int, nk: int) -> tuple[int, ...]:
+    key = tuple(int(a) for a in arch)
+    if len(key) != nf or any(not 0 <= a < nk for a in key):
+        raise ConfigError(f"architecture {list(key)}: need {nf} candidate indices in 0..{nk - 1}")
+    return key
+
+
+class CachedEvaluator:
+    """Memoised, batched Q(alpha) on a fixed validation subsample.
+
+    Args:
+        supernet: the frozen supernet (its weights must not change afterwards).
+        batch: the validation subsample, ``N`` rows with both labels present.
+        chunk_archs: most architectures stacked into one backbone call.
+        max_rows: most rows (architectures x ``N``) in one backbone call; bounds memory, so a
+            chunk holds ``clamp(max_rows // N, 1, chunk_archs)`` architectures.
+        device: where the cache lives and the backbone runs (default: the supernet's device).
+
+    Raises:
+        ConfigError: ``chunk_archs`` or ``max_rows`` below 1.
+        DataError: an empty batch, or one with a single label class (AUC is undefined).
+    """
+
+    def __init__(self, supernet: Supernet, batch: Batch, *, chunk_archs: int = 64,
+                 max_rows: int = 1 << 16, device: torch.device | str | None = None) -> None:
+        if chunk_archs < 1 or max_rows < 1:
+            raise ConfigError(f"evaluator: chunk_archs={chunk_archs}, max_rows={max_rows}; "
+                              "need >= 1")
+        labels = batch.label.detach().cpu().numpy()
+        if len(batch) == 0 or labels.min() == labels.max():
+            raise DataError(f"validation subsample of {len(batch)} rows needs both labels; "
+                            "use more rows or another seed")
+        self.supernet = supernet
+        self.device = torch.device(device) if device is not None else supernet.embeddings.offsets.device
+        self.labels = labels
+        self.rows = len(batch)
+        self.num_fields, self.num_candidates = supernet.num_fields, len(supernet.candidate_sizes)
+        self.archs_per_call = max(1, min(chunk_archs, max_rows // self.rows))
+        on_device = batch.to(self.device)
+        self.dense = on_device.dense
+        with _frozen(supernet):
+            parts = [supernet.all_unified(on_device.slice(lo, lo + UNIFIED_ROW_CHUNK))
+                     for lo in range(0, self.rows, UNIFIED_ROW_CHUNK)]
+        # [N, F*K, d]: one index_select picks any set of (field, candidate) columns.
+        unified = torch.cat(parts) if len(parts) > 1 else parts[0]
+        self.unified = unified.reshape(self.rows, -1, unified.shape[-1])
+        self._cache: dict[tuple[int, ...], float] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def cache(self) -> dict[tuple[int, ...], float]:
+        """A copy of the memo ``architecture -> Q``."""
+        return dict(self._cache)
+
+    def load_cache(self, scores: Mapping[Sequence[int], float]) -> None:
+        """Add scores computed elsewhere (same supernet snapshot and rows) to the memo.
+
+        Raises:
+            ConfigError: a key that is not an architecture of this supernet.
+        """
+        for arch, q in scores.items():
+            self._cache[_arch_key(arch, self.num_fields, self.num_candidates)] = float(q)
+
+    def evaluate(self, archs: Sequence[Sequence[int]]) -> list[float]:
+        """Q of each architecture (memoised; the misses are scored in batched passes).
+
+        Args:
+            archs: architectures, each ``F`` candidate indices.
+
+        Returns:
+            One AUC per architecture, in order.
+
+        Raises:
+            ConfigError: an architecture of the wrong length or with an index out of range.
+        """
+        keys = [_arch_key(a, self.num_fields, self.num_candidates) for a in archs]
+        todo: list[tuple[int, ...]] = []
+        for key in keys:
+            if key in self._cache or key in todo:
+                self.hits += 1
+            else:
+                self.misses += 1
+                todo.append(key)
+        for lo in range(0, len(todo), self.archs_per_call):
+            chunk = todo[lo:lo + self.archs_per_call]
+            self._cache.update(zip(chunk, self._score(chunk), strict=True))
+        return [self._cache[key] for key in keys]
+
+    __call__ = evaluate
+
+    def logits(self, archs: Sequence[tuple[int, ...]]) -> Tensor:
+        """Backbone logits of several architectures in one pass.
+
+        Args:
+            archs: ``M`` validated architectures.
+
+        Returns:
+            ``[M, N]`` logits on the evaluator's device.
+        """
+        m, nf, nk = len(archs), self.num_fields, self.num_candidates
+        a = torch.tensor(archs, dtype=torch.long, device=self.device)  # [M, F]
+        columns = (torch.arange(nf, device=self.device) * nk + a).flatten()  # [M*F]
+        with _frozen(self.supernet):
+            picked = self.unified.index_select(1, columns)  # [N, M*F, d]
+            x = picked.view(self.rows, m, nf, -1).transpose(0, 1).reshape(m * self.rows, nf, -1)
+            out = self.supernet.forward_from_unified(x, self.dense.repeat(m, 1))
+        return out.view(m, self.rows)
+
+    def _score(self, archs: Sequence[tuple[int, ...]]) -> list[float]:
+        logits = self.logits(archs).double().cpu().numpy()
+        return [auc(self.labels, row) for row in logits]
+
+
+def naive_quality(supernet: Supernet, batch: Batch, arch: Sequence[int]) -> float:
+    """Q of one architecture by the plain full forward (embeddings + backbone), no caching.
+
+    Args:
+        supernet: the supernet (run in eval mode; its mode is restored).
+        batch: ``N`` rows with both labels present.
+        arch: ``F`` candidate indices.
+
+    Returns:
+        The exact AUC of the logits on ``batch``.
+
+    Raises:
+        ConfigError: a bad architecture.
+        DataError: a single label class in ``batch``.
+    """
+    device = supernet.embeddings.offsets.device
+    with _frozen(supernet):
+        logits = supernet(batch.to(device), tuple(arch))
+    return auc(batch.label, logits.double())
+
+
+def validation_subsample(loader_or_batch: ShardLoader | Batch, rows: int, seed: int) -> Batch:
+    """A seeded subset of rows (kept in their original order).
+
+    Args:
+        loader_or_batch: a :class:`~adass_ray.data.loader.ShardLoader` (its ``full_batch()``
+            is used) or a :class:`Batch`.
+        rows: how many rows; all of them when the source has fewer.
+        seed: picks the rows (the same seed gives the same rows).
+
+    Returns:
+        A :class:`Batch` of ``min(rows, N)`` rows.
+
+    Raises:
+        ConfigError: ``rows < 1``.
+    """
+    if rows < 1:
+        raise ConfigError(f"validation subsample of rows={rows}: need >= 1")
+    batch = loader_or_batch if isinstance(loader_or_batch, Batch) else loader_or_batch.full_batch()
+    n = len(batch)
+    if rows >= n:
+        if rows > n:
+            logger.info("validation subsample: %d rows asked, the source has %d; using all", rows, n)
+        return batch
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(n, generator=g)[:rows].sort().values
+    return Batch(
+        ids=batch.ids[idx],
+        multi=tuple(m[idx] for m in batch.multi),
+        dense=batch.dense[idx],
+        label=batch.label[idx],
+    )
+
