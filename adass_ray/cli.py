@@ -234,6 +234,62 @@ def _run_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="stage 2: RL controllers on Ray search sizes under a budget",
+                       description="Overrides are key=value pairs on SearchConfig, e.g. iterations=100 "
+                                   "lam=2 controller=lstm archs_per_iter=64.")
+    p.add_argument("--data", help="prepared dataset folder (the supernet's)")
+    p.add_argument("--supernet", help="train-supernet output folder")
+    p.add_argument("--budget", default="0.8",
+                   help="embedding-parameter budget: a ratio of the uniform-16 cost (0.8), or abs:N params")
+    p.add_argument("--out", required=True, help="output folder (sizes.json, history.json)")
+    p.add_argument("--controllers", type=int, default=None, help="parallel controller actors")
+    p.add_argument("--config", help="YAML file with SearchConfig keys")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.add_argument("--resume", action="store_true", help="continue the search already in --out")
+    p.add_argument("--smoke-test", action="store_true", help="tiny data, a tiny supernet and a short search")
+    _add_tracking_args(p)
+    p.set_defaults(handler=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from adass_ray import config as cfgmod
+    from adass_ray import stages
+    from adass_ray.search.agent import SearchConfig
+
+    overrides = list(args.overrides)
+    if args.controllers is not None:
+        overrides.append(f"controllers={args.controllers}")
+    if args.smoke_test:
+        overrides = ["iterations=5", "archs_per_iter=8", "val_rows=500", *overrides]
+    cfg = cfgmod.load(SearchConfig, args.config, overrides)
+    out = Path(args.out)
+    data, supernet = args.data, args.supernet
+    if args.smoke_test and not (data and supernet):
+        from adass_ray.training import TrainConfig
+
+        data = str(stages.smoke_data(out))
+        supernet = str(out.parent / f".{out.name}-smoke-supernet")
+        if not (Path(supernet) / "model.pt").is_file():
+            stages.train(data=Path(data), out=Path(supernet), cfg=cfgmod.load(TrainConfig, None, SMOKE_OVERRIDES),
+                         kind="supernet", resume=(Path(supernet) / ".ray").exists(),
+                         tracking=stages.TrackingOptions(enabled=False), verbose=args.verbose)
+    if not (data and supernet):
+        raise AdassError("--data and --supernet are required (or --smoke-test)")
+    result = stages.search(data=Path(data), supernet=Path(supernet), out=out, budget=args.budget, cfg=cfg,
+                           resume=args.resume, tracking=stages.TrackingOptions.from_args(args),
+                           verbose=args.verbose)
+    sel, doc = result["selection"], result["sizes"]
+    print(f"selected: {dict(zip(doc['fields'], sel.sizes, strict=True))}")
+    print(f"cost {sel.cost:,} params ≤ budget {sel.budget:,} (uniform-16: {doc['uniform_baseline']['cost']:,}); "
+          f"supernet AUC {sel.quality if sel.quality is not None else float('nan'):.4f}"
+          f"{' (repaired)' if sel.repaired else ''}")
+    print(f"sizes: {out / 'sizes.json'}   history: {out / 'history.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adass-ray",
@@ -246,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub, "train-supernet")
     _add_train(sub, "train")
     _add_retrain(sub)
+    _add_search(sub)
     return parser
 
 

@@ -200,3 +200,71 @@ def retrain(
 def _local_cpus(cfg: TrainConfig) -> int:
     """CPUs for a local Ray instance: the machine's (a config that needs more is refused)."""
     return os.cpu_count() or 1
+
+
+def search(
+    *,
+    data: Path,
+    supernet: Path,
+    out: Path,
+    budget: str,
+    cfg: Any,
+    resume: bool = False,
+    tracking: TrackingOptions = TrackingOptions(),
+    verbose: bool = False,
+    fault: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Stage 2: parallel controllers on Ray, then selection under the hard budget.
+
+    Writes ``sizes.json`` (the selected sizes + provenance), ``history.json`` (every scored
+    architecture) and ``search_state.pt`` (for ``--resume``) into ``out``.
+    """
+    import time
+
+    from adass_ray.artifacts import write_json
+    from adass_ray.distributed.runtime import ensure_ray
+    from adass_ray.distributed.search import run_search
+    from adass_ray.search.export import write_sizes_json
+    from adass_ray.search.space import select
+
+    ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
+    fm = FeatureMap.load(data)
+    tracker = tracking.start(run_name=f"search-{out.name}", default_experiment=fm.name, fallback_dir=out)
+    t0 = time.perf_counter()
+
+    def progress(iteration: int, history: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> None:
+        feasible = [r["quality"] for r in history if r["feasible"]]
+        best = max(feasible) if feasible else float("nan")
+        every = max(1, cfg.iterations // 10)
+        if iteration % every == 0 or iteration == cfg.iterations:
+            ent = ", ".join(f"{s.get('entropy', float('nan')):.2f}" for s in summaries)
+            logger.info("search iteration %d/%d: %d architectures scored, best feasible AUC %.4f, "
+                        "policy entropy [%s]", iteration, cfg.iterations, len(history), best, ent)
+        tracker.log_metrics({"best_feasible_auc": best, "scored": float(len(history))}, step=iteration)
+
+    try:
+        tracker.log_params({"stage": "search", "data": str(data), "supernet": str(supernet), "budget": budget,
+                            **cfgmod.flatten(cfgmod.to_dict(cfg))})
+        state = run_search(data=data, supernet=supernet, out=out, budget_spec=budget, config=cfg,
+                           resume=resume, fault=fault, on_iteration=progress)
+        space, limit = state["space"], state["budget"]
+        chosen = select(space, ((r["arch"], r["quality"]) for r in state["history"]), limit)
+        provenance = {
+            "data": str(data), "supernet": str(supernet), "budget_spec": budget,
+            "search": cfgmod.to_dict(cfg), "evaluations": len(state["cache"]),
+            "proposals": len(state["history"]), "seconds": round(time.perf_counter() - t0, 1),
+            "quality": chosen.quality, "repaired": chosen.repaired,
+            "policy_argmax": [s.get("argmax") for s in state["summaries"]],
+        }
+        doc = write_sizes_json(out / "sizes.json", space, chosen.arch, budget=limit, provenance=provenance,
+                               d_base=cfg.d_base)
+        write_json(out / "history.json", state["history"])
+        tracker.log_metrics({"selected_quality": chosen.quality or float("nan"), "selected_cost": float(chosen.cost),
+                             "budget": float(limit), "evaluations": float(len(state["cache"]))})
+        tracker.log_artifact(out / "sizes.json")
+        tracker.log_artifact(out / "history.json")
+    except BaseException:
+        tracker.close(status="FAILED")
+        raise
+    tracker.close()
+    return {"sizes": doc, "selection": chosen, "history": state["history"]}

@@ -1,10 +1,8 @@
-"""Search controllers (DESIGN.md §2.3): policies over architectures trained by REINFORCE.
-
-An architecture is a tuple of candidate indices, one per field. A controller proposes and
-learns; the caller turns rewards into per-field advantages ``[N, F]`` (baseline and resource
-competition included). :class:`FactorizedController` and :class:`LSTMController` differ only in
-their policy module; each samples with its own seeded ``torch.Generator`` kept in
-``state_dict()``, so a restored controller proposes exactly what the original would have.
+"""Search controllers (DESIGN.md §2.3): policies over architectures (tuples of candidate
+indices, one per field) trained by REINFORCE on per-field advantages ``[N, F]`` that the caller
+computes (baseline and resource competition included). Each controller samples with its own
+seeded ``torch.Generator`` kept in ``state_dict()``, so a restored one proposes exactly what the
+original would have.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -25,8 +23,7 @@ Pick = Callable[[int, Tensor], Tensor]  # (field f, logits [n, K]) -> choices [n
 
 @runtime_checkable
 class Controller(Protocol):
-    """A policy over architectures: ``propose`` / ``update`` (advantages ``[N, F]`` or ``[N]``)
-    / ``state_dict``; ``probs`` is ``[F, K]``, ``entropy`` in nats."""
+    """A policy over architectures; ``update`` takes advantages ``[N, F]`` (or ``[N]``)."""
 
     num_fields: int
     num_candidates: int
@@ -48,17 +45,16 @@ def _check(ok: bool, message: str) -> None:
 def _check_common(num_fields: int, num_candidates: int, lr: float, entropy_weight: float) -> None:
     _check(num_fields >= 1 and num_candidates >= 1,
            f"controller: num_fields={num_fields}, num_candidates={num_candidates}; need >= 1")
-    _check(lr > 0 and math.isfinite(lr), f"controller: lr={lr}, need a finite value > 0")
-    _check(entropy_weight >= 0 and math.isfinite(entropy_weight),
-           f"controller: entropy_weight={entropy_weight}, need a finite value >= 0")
+    _check(lr > 0 and entropy_weight >= 0 and math.isfinite(lr + entropy_weight),
+           f"controller: lr={lr}, entropy_weight={entropy_weight}; need lr > 0, weight >= 0")
 
 
 def _arch_tensor(archs: Archs, nf: int, nk: int) -> Tensor:
     """``LongTensor [N, F]`` of validated architectures (raises ConfigError)."""
     rows = [tuple(int(a) for a in arch) for arch in archs]
     bad = [r for r in rows if len(r) != nf or any(not 0 <= a < nk for a in r)]
-    _check(not bad, f"architecture {bad[:1]}: need {nf} candidate indices in 0..{nk - 1}")
-    _check(bool(rows), "update: need at least one architecture")
+    _check(bool(rows) and not bad,
+           f"architectures {bad[:1]} of {len(rows)}: need >= 1, each {nf} indices in 0..{nk - 1}")
     return torch.tensor(rows, dtype=torch.long)
 
 
@@ -94,8 +90,8 @@ class FactorizedPolicy(nn.Module):
 class LSTMPolicy(nn.Module):
     """An LSTM cell stepping over fields; step f reads ``[field emb f, emb of choice f-1]``.
 
-    A start token stands in for the choice before field 0; a shared head maps the hidden state
-    to ``K`` logits and starts at zero, so the initial policy is uniform.
+    A start token stands in for the choice before field 0; each field's own linear head maps
+    the hidden state to ``K`` logits and starts at zero, so the initial policy is uniform.
     """
 
     def __init__(self, num_fields: int, num_candidates: int, *, hidden: int, embed: int) -> None:
@@ -104,9 +100,8 @@ class LSTMPolicy(nn.Module):
         self.field = nn.Embedding(num_fields, embed)
         self.choice = nn.Embedding(num_candidates + 1, embed)  # index K = start token
         self.cell = nn.LSTMCell(2 * embed, hidden)
-        self.head = nn.Linear(hidden, num_candidates)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.head_weight = nn.Parameter(torch.zeros(num_fields, hidden, num_candidates))
+        self.head_bias = nn.Parameter(torch.zeros(num_fields, num_candidates))
 
     def rollout(self, n: int, pick: Pick) -> tuple[Tensor, Tensor]:
         """``(logits [n, F, K], choices [n, F])``; step f+1 is fed ``pick``'s choice at f."""
@@ -116,7 +111,7 @@ class LSTMPolicy(nn.Module):
         for f in range(self.num_fields):
             state = self.cell(torch.cat([self.field.weight[f].expand(n, -1), self.choice(prev)], 1),
                               state)
-            logits.append(self.head(state[0]))
+            logits.append(torch.addmm(self.head_bias[f], state[0], self.head_weight[f]))
             prev = pick(f, logits[-1])
             choices.append(prev)
         return torch.stack(logits, 1), torch.stack(choices, 1)
@@ -131,7 +126,6 @@ class PolicyController:
     Args:
         policy: the policy; lr: Adam learning rate; entropy_weight: bonus weight ``w``;
             seed: seed of the sampling generator.
-
     Raises:
         ConfigError: non-positive sizes or lr, negative entropy weight.
     """
@@ -146,9 +140,9 @@ class PolicyController:
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
         self.generator = torch.Generator().manual_seed(int(seed))
 
-    def _greedy(self) -> Tensor:
-        with torch.no_grad():  # logits [F, K] along the greedy path
-            return self.policy.rollout(1, lambda _f, z: z.argmax(-1))[0][0]
+    def _greedy(self) -> Tensor:  # logits [F, K] along the greedy path
+        with torch.no_grad():
+            return self.policy.rollout(1, lambda _f, z: z.argmax(-1))[0][0].detach()
 
     def propose(self, n: int) -> list[tuple[int, ...]]:
         """Sample ``n`` architectures (independently, with replacement)."""
@@ -156,7 +150,6 @@ class PolicyController:
 
         def sample(_f: int, z: Tensor) -> Tensor:
             return torch.multinomial(torch.softmax(z, -1), 1, generator=self.generator)[:, 0]
-
         with torch.no_grad():
             return [tuple(row) for row in self.policy.rollout(n, sample)[1].tolist()]
 
@@ -166,7 +159,6 @@ class PolicyController:
         Args:
             archs: ``N`` architectures (e.g. the last proposals).
             advantages: ``[N, F]`` per-field advantages, or ``[N]`` shared by every field.
-
         Raises:
             ConfigError: malformed or empty architectures, or malformed advantages.
         """
@@ -193,8 +185,7 @@ class PolicyController:
 
     def state_dict(self) -> dict[str, Any]:
         """Parameters, optimizer moments and the sampling generator's state."""
-        return {"kind": self.kind, "num_fields": self.num_fields,
-                "num_candidates": self.num_candidates,
+        return {"kind": self.kind, "num_fields": self.num_fields, "num_candidates": self.num_candidates,
                 "policy": {k: v.clone() for k, v in self.policy.state_dict().items()},
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()), "generator": self.generator.get_state()}
 
@@ -218,7 +209,6 @@ class FactorizedController(PolicyController):
         num_fields, num_candidates: ``F``, ``K``; lr: Adam learning rate on ``theta``.
         entropy_weight: weight of the entropy bonus ``sum_f H(softmax theta_f)``.
         seed: sampling seed; init_logits: initial ``theta [F, K]`` (default zeros: uniform).
-
     Raises:
         ConfigError: non-positive sizes or lr, negative entropy weight, bad ``init_logits``.
     """
@@ -243,7 +233,6 @@ class LSTMController(PolicyController):
         num_fields, num_candidates: ``F``, ``K``; hidden: LSTM width; embed: embedding width.
         lr: Adam learning rate; entropy_weight: weight of the per-step entropy bonus.
         seed: seeds the initial weights (not touching the global RNG) and the sampler.
-
     Raises:
         ConfigError: non-positive sizes, widths or lr, negative entropy weight.
     """
@@ -251,7 +240,7 @@ class LSTMController(PolicyController):
     kind = "lstm"
 
     def __init__(self, num_fields: int, num_candidates: int, *, hidden: int = 32,
-                 embed: int = 16, lr: float = 0.05, entropy_weight: float = 1e-3,
+                 embed: int = 16, lr: float = 0.02, entropy_weight: float = 1e-3,
                  seed: int = 0) -> None:
         _check_common(num_fields, num_candidates, lr, entropy_weight)
         _check(hidden >= 1 and embed >= 1, f"lstm controller: hidden={hidden}, embed={embed}")
@@ -263,14 +252,14 @@ class LSTMController(PolicyController):
 
 class RewardBaseline:
     """EMA of the mean reward, ``b <- decay * b + (1 - decay) * mean(rewards)``.
-
     Raises:
         ConfigError: ``decay`` outside ``[0, 1)``.
     """
 
     def __init__(self, decay: float = 0.9) -> None:
         _check(0.0 <= decay < 1.0, f"baseline decay={decay}: need 0 <= decay < 1")
-        self.decay, self.value = float(decay), cast("float | None", None)
+        self.decay = float(decay)
+        self.value: float | None = None
 
     def update(self, rewards: Tensor | Sequence[float]) -> float:
         """Fold in rewards ``[N]``; return the baseline to subtract from them: the EMA before
@@ -298,7 +287,6 @@ CONTROLLERS: dict[str, type[PolicyController]] = {"factorized": FactorizedContro
 
 def build_controller(name: str = "factorized", **kw: Any) -> Controller:
     """The controller ``name`` (``"factorized"`` or ``"lstm"``) built with ``kw``.
-
     Raises:
         ConfigError: unknown name, unknown or missing argument, or a bad constant.
     """

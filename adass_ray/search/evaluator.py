@@ -70,7 +70,7 @@ class CachedEvaluator:
     """
 
     def __init__(self, supernet: Supernet, batch: Batch, *, chunk_archs: int = 64,
-                 max_rows: int = 1 << 16, device: torch.device | str | None = None) -> None:
+                 max_rows: int = 1 << 15, device: torch.device | str | None = None) -> None:
         if chunk_archs < 1 or max_rows < 1:
             raise ConfigError(f"evaluator: chunk_archs={chunk_archs}, max_rows={max_rows}; "
                               "need >= 1")

@@ -151,7 +151,7 @@ def validate_sizes(
     cost = _int(doc, "cost", source, minimum=0)
     total = sum(s["size"] * s["vocab"] for s in fields.values())
     if cost != total:
-        raise ConfigError(f"{source}: cost {cost:,} does not match Σ vocab·size = {total:,}; the file was edited or is corrupt")
+        raise ConfigError(f"{source}: cost {cost:,} does not match Σ vocab·size = {total:,} (edited?)")
     if _int(doc, "cost_bytes_fp32", source, minimum=0) != 4 * cost:
         raise ConfigError(f"{source}: cost_bytes_fp32 must be 4 × cost = {4 * cost:,}")
     budget = _int(doc, "budget", source, minimum=1)
@@ -160,11 +160,11 @@ def validate_sizes(
     base = doc.get("uniform_baseline")
     if not isinstance(base, Mapping):
         raise ConfigError(f"{source}: 'uniform_baseline' must be an object with 'size' and 'cost'")
+    where = f"{source}: uniform_baseline"
+    base_size = _int(base, "size", where, minimum=1)
     vocab_total = sum(s["vocab"] for s in fields.values())
-    if _int(base, "cost", f"{source}: uniform_baseline", minimum=0) != _int(
-        base, "size", f"{source}: uniform_baseline", minimum=1
-    ) * vocab_total:
-        raise ConfigError(f"{source}: uniform_baseline cost must be size × Σ vocab")
+    if _int(base, "cost", where, minimum=0) != base_size * vocab_total:
+        raise ConfigError(f"{where}: cost must be size × Σ vocab = {base_size * vocab_total:,}")
     if not isinstance(doc.get("provenance", {}), Mapping):
         raise ConfigError(f"{source}: 'provenance' must be an object")
     if fm is not None:
@@ -172,7 +172,9 @@ def validate_sizes(
     return dict(doc)
 
 
-def torchrec_table_configs(sizes_json: Mapping[str, Any], *, feature_prefix: str = "") -> list[dict[str, Any]]:
+def torchrec_table_configs(
+    sizes_json: Mapping[str, Any], *, feature_prefix: str = ""
+) -> list[dict[str, Any]]:
     """Keyword arguments of TorchRec's ``EmbeddingBagConfig``, one table per kept field.
 
     Tables are named ``t_<feature>`` (TorchRec's usual convention); dropped fields (size 0) get
@@ -194,7 +196,7 @@ def torchrec_table_configs(sizes_json: Mapping[str, Any], *, feature_prefix: str
         if spec["size"] == 0:
             continue
         if spec["size"] % 4:
-            logger.warning("field %s: embedding_dim %d is not a multiple of 4 (slow in fused kernels)", name, spec["size"])
+            logger.warning("field %s: embedding_dim %d is not a multiple of 4", name, spec["size"])
         feature = f"{feature_prefix}{name}"
         out.append({
             "name": f"t_{feature}",
@@ -225,7 +227,8 @@ def to_torchrec(sizes_json: Mapping[str, Any], *, feature_prefix: str = "") -> l
             f"to_torchrec needs TorchRec, which cannot be imported ({e}); pip install torchrec, "
             "or use torchrec_table_configs() for plain dicts"
         ) from None
-    return [configs.EmbeddingBagConfig(**kw) for kw in torchrec_table_configs(sizes_json, feature_prefix=feature_prefix)]
+    tables = torchrec_table_configs(sizes_json, feature_prefix=feature_prefix)
+    return [configs.EmbeddingBagConfig(**kw) for kw in tables]
 
 
 def _int(d: Mapping[str, Any], key: str, where: str, *, minimum: int) -> int:
@@ -240,8 +243,9 @@ def _check_against(fields: Mapping[str, Any], fm: FeatureMap, source: str) -> No
     missing = [n for n in fm.field_names if n not in fields]
     extra = [n for n in fields if n not in fm.field_names]
     if missing or extra:
-        raise ConfigError(f"{source}: fields do not match the dataset (missing {missing}, unknown {extra})")
-    wrong = [n for n in fm.field_names if fields[n]["vocab"] != fm.field(n).vocab_size]
+        raise ConfigError(f"{source}: fields differ from the dataset (missing {missing}, unknown {extra})")
+    vocab = dict(zip(fm.field_names, fm.vocab_sizes, strict=True))
+    wrong = [n for n in fm.field_names if fields[n]["vocab"] != vocab[n]]
     if wrong:
         raise ConfigError(
             f"{source}: vocab sizes differ from the dataset for {wrong}; the sizes were searched "

@@ -2,10 +2,10 @@
 
 Definitions, for budget B, costs C(α) and qualities Q(α):
 
-* over(α) = max(0, C(α)/B − 1); share_f(α) = V_f·α_f / C(α) (0 when C = 0, i.e. all dropped);
+* over(α) = max(0, C(α)/B − 1); share_f(α) = V_f·α_f / C(α) (0 when C = 0: all dropped);
 * the global penalty P(α) = λ·over(α) + μ·C(α)/C_max, and the reward R(α) = Q(α) − P(α);
-* with competition, field f's advantage is A_f = (Q − b) − F·share_f·P: the overage term is the
-  design's λ·F·share_f·over, and the optional soft cost term μ·C/C_max is split the same way
+* with competition, field f's advantage is A_f = (Q − b) − F·share_f·P: the overage term is
+  the design's λ·F·share_f·over, and the optional soft cost term μ·C/C_max is split the same way
   (−μ·F·share_f·C/C_max), so that a field pays for the parameters it holds in both terms;
 * without competition (the ablation), every field gets A_f = R − b.
 
@@ -119,8 +119,9 @@ def field_advantages(
         c_max: C_max for the soft cost term; defaults to ``space.max_cost()``.
 
     Returns:
-        Tensor [N, F] in ``quality``'s float dtype: A_f = (Q − b) − F·share_f·(λ·over + μ·C/C_max),
-        or R − b in every column when ``competition`` is False.
+        Tensor [N, F] in ``quality``'s float dtype:
+        A_f = (Q − b) − F·share_f·(λ·over + μ·C/C_max), or R − b in every column without
+        competition.
 
     Raises:
         ConfigError: as :func:`reward`. ValueError: ``quality`` and ``archs`` disagree on N.
@@ -162,7 +163,7 @@ def _check_positive(name: str, value: float) -> None:
 def _check_shapes(quality: torch.Tensor, n: int) -> None:
     # Shape mismatches are caller bugs, not user input: a plain ValueError, raised early.
     if quality.dim() != 1 or quality.shape[0] != n:
-        raise ValueError(f"quality must be [N] matching N = {n} architectures, got {tuple(quality.shape)}")
+        raise ValueError(f"quality {tuple(quality.shape)} must be [N], one per architecture (N={n})")
 
 
 def _out_dtype(quality: torch.Tensor) -> torch.dtype:

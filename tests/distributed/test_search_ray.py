@@ -1,0 +1,69 @@
+"""Stage 2 on Ray: parallel controller actors, a killed actor recovers, a killed search resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adass_ray import stages
+from adass_ray.data import synthetic
+from adass_ray.distributed.train import fit
+from adass_ray.search.agent import SearchConfig
+from adass_ray.search.export import read_sizes_json
+from adass_ray.training import ModelConfig, TrainConfig
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+OFF = stages.TrackingOptions(enabled=False)
+CFG = SearchConfig(controllers=2, iterations=4, archs_per_iter=6, val_rows=300)
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("search")
+    data = tmp / "data"
+    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=2), data)
+    cfg = TrainConfig(model=ModelConfig(hidden=(32,)), epochs=1, batch_size=256, num_workers=1,
+                      max_rows=2000, use_gpu="no")
+    fit(data=data, out=tmp / "supernet", cfg=cfg, kind="supernet")
+    return data, tmp / "supernet"
+
+
+def _records(history):
+    return sorted((r["controller"], r["iteration"], tuple(r["arch"]), round(r["quality"], 9)) for r in history)
+
+
+def test_search_selects_within_budget_and_a_killed_actor_recovers(trained, tmp_path):
+    data, supernet = trained
+    clean = stages.search(data=data, supernet=supernet, out=tmp_path / "clean", budget="0.5", cfg=CFG, tracking=OFF)
+    doc = read_sizes_json(tmp_path / "clean" / "sizes.json")
+    assert doc["cost"] <= doc["budget"] == clean["selection"].budget
+    assert len(clean["history"]) == 2 * 4 * 6
+    marker = tmp_path / "died"
+    faulty = stages.search(data=data, supernet=supernet, out=tmp_path / "faulty", budget="0.5", cfg=CFG,
+                           tracking=OFF, fault={"index": 1, "at": 2, "marker": str(marker)})
+    assert marker.exists(), "the actor was not killed"
+    # the restarted controller continued from its saved state: the same proposals, the same scores
+    assert _records(faulty["history"]) == _records(clean["history"])
+    assert faulty["selection"].arch == clean["selection"].arch
+
+
+def test_killed_search_resumes(trained, tmp_path):
+    data, supernet = trained
+    short = SearchConfig(**{**CFG.__dict__, "iterations": 2})
+    stages.search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=short, tracking=OFF)
+    with pytest.raises(Exception, match="--resume"):
+        stages.search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=CFG, tracking=OFF)
+    resumed = stages.search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=CFG,
+                            tracking=OFF, resume=True)
+    full = stages.search(data=data, supernet=supernet, out=tmp_path / "full", budget="0.5", cfg=CFG, tracking=OFF)
+    assert _records(resumed["history"]) == _records(full["history"])
+    assert json.loads((tmp_path / "s" / "sizes.json").read_text())["cost"] <= resumed["selection"].budget
+
+
+def test_budget_below_the_smallest_architecture(trained, tmp_path):
+    from adass_ray.errors import ConfigError
+
+    data, supernet = trained
+    with pytest.raises(ConfigError, match="below the smallest architecture"):
+        stages.search(data=data, supernet=supernet, out=tmp_path / "x", budget="0.01", cfg=CFG, tracking=OFF)
