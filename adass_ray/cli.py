@@ -290,6 +290,36 @@ def _run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_stability(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stability", help="repeat a search with several seeds and measure agreement")
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--supernet", required=True, help="train-supernet output folder")
+    p.add_argument("--budget", default="0.8", help="as for `search`")
+    p.add_argument("--out", required=True, help="output folder (seed-<r>/ per search, stability.json)")
+    p.add_argument("--repeats", type=int, default=3, help="number of searches (seeds)")
+    p.add_argument("--config", help="YAML file with SearchConfig keys")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="SearchConfig overrides")
+    _add_tracking_args(p)
+    p.set_defaults(handler=_run_stability)
+
+
+def _run_stability(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from adass_ray import config as cfgmod
+    from adass_ray import stages
+    from adass_ray.search.agent import SearchConfig
+
+    cfg = cfgmod.load(SearchConfig, args.config, args.overrides)
+    rep = stages.stability(data=Path(args.data), supernet=Path(args.supernet), out=Path(args.out),
+                           budget=args.budget, cfg=cfg, repeats=args.repeats,
+                           tracking=stages.TrackingOptions.from_args(args), verbose=args.verbose)
+    print(f"{args.repeats} searches: exact agreement {rep['agreement']:.3f}, mean |log2 ratio| "
+          f"{rep['mean_abs_log2_diff']:.3f}, Kendall tau {rep['kendall_tau']:.3f}")
+    print(f"report: {Path(args.out) / 'stability.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adass-ray",
@@ -303,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub, "train")
     _add_retrain(sub)
     _add_search(sub)
+    _add_stability(sub)
     return parser
 
 

@@ -268,3 +268,45 @@ def search(
         raise
     tracker.close()
     return {"sizes": doc, "selection": chosen, "history": state["history"]}
+
+
+def stability(
+    *,
+    data: Path,
+    supernet: Path,
+    out: Path,
+    budget: str,
+    cfg: Any,
+    repeats: int = 3,
+    tracking: TrackingOptions = TrackingOptions(),
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """The same search repeated with ``repeats`` seeds; agreement of the selected sizes.
+
+    Writes ``stability.json`` (DESIGN.md §3: per-field exact agreement, mean |log2 α − log2 α'|,
+    Kendall τ of the size vectors, over all pairs of repeats) and one search folder per seed.
+    """
+    from dataclasses import replace
+
+    from adass_ray.artifacts import write_json
+    from adass_ray.metrics import stability as stability_of
+
+    if repeats < 2:
+        raise ConfigError(f"--repeats must be >= 2 to compare searches, got {repeats}")
+    fm = FeatureMap.load(data)
+    runs = []
+    for r in range(repeats):
+        seed_out = out / f"seed-{r}"
+        run_cfg = replace(cfg, seed=cfg.seed + 1000 * r)
+        if (seed_out / "sizes.json").is_file():
+            sizes_doc = json.loads((seed_out / "sizes.json").read_text())
+            runs.append(tuple(sizes_doc["fields"][n]["size"] for n in fm.field_names))
+            continue
+        res = search(data=data, supernet=supernet, out=seed_out, budget=budget, cfg=run_cfg,
+                     resume=(seed_out / "search_state.pt").exists(), tracking=tracking, verbose=verbose)
+        runs.append(tuple(res["selection"].sizes))
+    smallest = min(s for s in fm.candidate_sizes if s > 0)  # a dropped field counts one step below
+    report: dict[str, Any] = dict(stability_of(runs, min_size=smallest))
+    report.update({"fields": list(fm.field_names), "sizes": [list(r) for r in runs], "budget": budget})
+    write_json(out / "stability.json", report)
+    return report

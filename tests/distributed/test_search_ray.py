@@ -67,3 +67,13 @@ def test_budget_below_the_smallest_architecture(trained, tmp_path):
     data, supernet = trained
     with pytest.raises(ConfigError, match="below the smallest architecture"):
         stages.search(data=data, supernet=supernet, out=tmp_path / "x", budget="0.01", cfg=CFG, tracking=OFF)
+
+
+def test_stability_report_over_seeds(trained, tmp_path):
+    data, supernet = trained
+    cfg = SearchConfig(**{**CFG.__dict__, "controllers": 1, "iterations": 2})
+    rep = stages.stability(data=data, supernet=supernet, out=tmp_path / "st", budget="0.5", cfg=cfg,
+                           repeats=2, tracking=OFF)
+    assert rep["n_runs"] == 2 and len(rep["sizes"]) == 2 and len(rep["agreement_per_field"]) == 8
+    assert 0.0 <= rep["agreement"] <= 1.0 and rep["mean_abs_log2_diff"] >= 0.0
+    assert json.loads((tmp_path / "st" / "stability.json").read_text())["n_pairs"] == 1
