@@ -104,6 +104,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (stages reuse what is there)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help="YAML TrainConfig (default: configs/<source>.yaml when it exists)")
+    p.add_argument("--budget", default="0.8", help="search budget (ratio of the uniform-16 cost, or abs:N)")
+    p.add_argument("--seeds", type=int, default=3, help="retraining seeds for searched and uniform sizes")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig overrides")
     p.add_argument("--smoke-test", action="store_true", help="tiny synthetic data and a tiny run")
     _add_tracking_args(p)
@@ -115,18 +117,27 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     from adass_ray.tracking import resolve_tracking_uri
 
     overrides = list(args.overrides)
+    search_overrides: list[str] = []
+    seeds = args.seeds
     if args.smoke_test:
         args.source = "synthetic"
         overrides = [*SMOKE_OVERRIDES, *overrides]
+        search_overrides = ["iterations=3", "archs_per_iter=6", "val_rows=300"]
+        seeds = min(seeds, 2)
     result = pipeline.run(source=args.source, out=args.out, seed=args.seed, config=args.config,
-                          overrides=tuple(overrides), tracking=stages.TrackingOptions.from_args(args),
+                          overrides=tuple(overrides), search_overrides=tuple(search_overrides),
+                          budget=args.budget, seeds=seeds, tracking=stages.TrackingOptions.from_args(args),
                           verbose=args.verbose, rows=3000 if args.smoke_test else 100_000)
-    fm = result.feature_map
+    fm, rep = result.feature_map, result.metrics["report"]
     print(f"data:      {result.data} ({fm.name}: {len(fm.fields)} fields, "
           f"{sum(s.rows for s in fm.splits.values()):,} rows)")
-    for name in ("supernet", "uniform"):
-        m = result.metrics.get(name, {})
-        print(f"{name + ':':<10} {result.stages[name] / 'model.pt'}  test AUC {m.get('test_auc', float('nan')):.4f}")
+    print(f"supernet:  {result.stages['supernet'] / 'model.pt'}")
+    print(f"sizes:     {result.stages['search'] / 'sizes.json'}  {rep['sizes']}")
+    for name in ("searched", "uniform"):
+        print(f"{name + ':':<10} {rep[f'{name}_embedding_params']:>9,} embedding params, test AUC "
+              f"{rep[f'{name}_test_auc_mean']:.4f} ± {rep[f'{name}_test_auc_std']:.4f} ({seeds} seeds); "
+              f"models in {result.stages[f'retrain-{name}']}")
+    print(f"report:    {result.out / 'report.json'} (budget {rep['budget']:,} params)")
     if not args.no_tracking:
         uri = resolve_tracking_uri(args.tracking_uri)
         print(f"MLflow:    {uri} (experiment {args.experiment or fm.name!r}); browse with:")

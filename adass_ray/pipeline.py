@@ -64,30 +64,75 @@ def run(
     seed: int = 0,
     config: str | Path | None = None,
     overrides: tuple[str, ...] = (),
+    search_overrides: tuple[str, ...] = (),
+    budget: str = "0.8",
+    seeds: int = 3,
     tracking: object | None = None,
     verbose: bool = False,
     rows: int = 100_000,
 ) -> PipelineResult:
-    """Run every stage that exists on ``source``; outputs under ``out``."""
+    """prepare → supernet → search (budget) → retrain the searched sizes and the uniform baseline
+    (same config, ``seeds`` seeds each) → ``report.json``; outputs under ``out``.
+
+    Every stage is skipped when its output exists, so a re-run continues a stopped pipeline. With
+    tracking on, a parent MLflow run holds the comparison and each stage is a child run.
+    """
+    from dataclasses import replace
+
     from adass_ray import stages
+    from adass_ray.artifacts import write_json
+    from adass_ray.search.agent import SearchConfig
 
     out = Path(out)
     data = out / "data"
     fm = prepare_source(source, data, seed=seed, rows=rows)
     result = PipelineResult(out=out, data=data, feature_map=fm, stages={"data": data})
-    cfg_path = config or default_config(source)
-    cfg = cfgmod.load(TrainConfig, cfg_path, [f"seed={seed}", *overrides])
+    cfg = cfgmod.load(TrainConfig, config or default_config(source), [f"seed={seed}", *overrides])
+    search_cfg = cfgmod.load(SearchConfig, None, [f"seed={seed}", *search_overrides])
     track = tracking if isinstance(tracking, stages.TrackingOptions) else stages.TrackingOptions()
-    for name, kind in (("supernet", "supernet"), ("uniform", "fixed")):
-        stage_out = out / name
-        if (stage_out / MODEL_FILE).is_file():
-            logger.info("stage %s: reusing %s", name, stage_out)
-            metrics = json.loads((stage_out / "metrics.json").read_text())
+    parent = track.start(run_name=f"pipeline-{out.name}", default_experiment=fm.name, fallback_dir=out)
+    child = replace(track, parent_run_id=parent.run_id, experiment=track.experiment or fm.name)
+    try:
+        parent.log_params({"source": source, "budget": budget, "seeds": seeds,
+                           **cfgmod.flatten({"train": cfgmod.to_dict(cfg), "search": cfgmod.to_dict(search_cfg)})})
+        sn = out / "supernet"
+        if (sn / MODEL_FILE).is_file():
+            logger.info("stage supernet: reusing %s", sn)
+            result.metrics["supernet"] = json.loads((sn / "metrics.json").read_text())
         else:
-            logger.info("stage %s: training into %s", name, stage_out)
-            res = stages.train(data=data, out=stage_out, cfg=cfg, kind=kind, resume=(stage_out / ".ray").exists(),
-                               tracking=track, verbose=verbose)
-            metrics = res.metrics
-        result.stages[name] = stage_out
-        result.metrics[name] = metrics
+            logger.info("stage supernet: training into %s", sn)
+            res = stages.train(data=data, out=sn, cfg=cfg, kind="supernet", resume=(sn / ".ray").exists(),
+                               tracking=child, verbose=verbose)
+            result.metrics["supernet"] = res.metrics
+        result.stages["supernet"] = sn
+        found = out / "search"
+        if not (found / "sizes.json").is_file():
+            logger.info("stage search: %d controllers, budget %s", search_cfg.controllers, budget)
+            stages.search(data=data, supernet=sn, out=found, budget=budget, cfg=search_cfg,
+                          resume=(found / "search_state.pt").exists(), tracking=child, verbose=verbose)
+        result.stages["search"] = found
+        sizes_doc = json.loads((found / "sizes.json").read_text())
+        summaries = {}
+        for name, kw in (("searched", {"sizes_file": str(found / "sizes.json")}),
+                         ("uniform", {"uniform": search_cfg.d_base})):
+            logger.info("stage retrain (%s sizes): %d seeds", name, seeds)
+            summaries[name] = stages.retrain(data=data, out=out / f"retrain-{name}", cfg=cfg, seeds=seeds,
+                                             tracking=child, verbose=verbose, **kw)
+            result.stages[f"retrain-{name}"] = out / f"retrain-{name}"
+        report = {
+            "budget": sizes_doc["budget"], "uniform_cost": sizes_doc["uniform_baseline"]["cost"],
+            "searched_cost": sizes_doc["cost"],
+            "sizes": {k: v["size"] for k, v in sizes_doc["fields"].items()},
+            **{f"{n}_{k}": v for n, sm in summaries.items() for k, v in sm.items()
+               if k.startswith("test_") or k == "embedding_params"},
+        }
+        write_json(out / "report.json", report)
+        parent.log_metrics({k: float(v) for k, v in report.items() if isinstance(v, int | float)})
+        for path in (out / "report.json", found / "sizes.json", data / FEATURE_MAP_FILE):
+            parent.log_artifact(path)
+        result.metrics["report"] = report
+    except BaseException:
+        parent.close(status="FAILED")
+        raise
+    parent.close()
     return result

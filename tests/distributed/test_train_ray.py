@@ -81,15 +81,27 @@ def test_cli_smoke_test_logs_to_mlflow(ray_local, tmp_path, capsys):
 
 
 def test_pipeline_smoke_run_and_rerun_reuses_stages(ray_local, tmp_path, capsys):
+    from mlflow import MlflowClient
+
     from adass_ray.cli import main
 
-    argv = ["run", "--smoke-test", "--out", str(tmp_path / "demo"), "--tracking-uri",
-            f"sqlite:///{tmp_path}/mlflow.db"]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    argv = ["run", "--smoke-test", "--seeds", "1", "--out", str(tmp_path / "demo"), "--tracking-uri", uri]
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "supernet:" in out and "uniform:" in out and "MLflow:" in out
-    for stage in ("data/feature_map.json", "supernet/model.pt", "uniform/model.pt", "uniform/metrics.json"):
+    assert "searched:" in out and "uniform:" in out and "MLflow:" in out
+    for stage in ("data/feature_map.json", "supernet/model.pt", "search/sizes.json",
+                  "retrain-searched/seed-0/model.pt", "retrain-uniform/seed-0/model.pt", "report.json"):
         assert (tmp_path / "demo" / stage).is_file(), stage
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["searched_cost"] <= report["budget"] < report["uniform_cost"]
+    # one parent run with the comparison; every stage a child of it
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    parents = [r for r in runs if r.info.run_name.startswith("pipeline-")]
+    assert len(parents) == 1 and "searched_test_auc_mean" in parents[0].data.metrics
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 4  # supernet, search, one retrain per sizes
     mtime = (tmp_path / "demo" / "supernet" / "model.pt").stat().st_mtime
     assert main(argv) == 0  # a re-run reuses every finished stage
     assert (tmp_path / "demo" / "supernet" / "model.pt").stat().st_mtime == mtime
