@@ -40,7 +40,7 @@ def _frozen(net: Supernet) -> Iterator[None]:
     was_training = net.training
     net.eval()
     try:
-        with torch.inference_mode():
+        with torch.no_grad():
             yield
     finally:
         net.train(was_training)
@@ -56,16 +56,21 @@ def _arch_key(arch: Sequence[int], nf: int, nk: int) -> tuple[int, ...]:
 class CachedEvaluator:
     """Memoised, batched Q(alpha) on a fixed validation subsample.
 
+    ``hits`` / ``misses`` count requested architectures found in / added to the memo (a repeat
+    within one call is a hit); ``unified`` is the cache ``[N, F*K, d]`` of candidate outputs.
+
     Args:
         supernet: the frozen supernet (its weights must not change afterwards).
         batch: the validation subsample, ``N`` rows with both labels present.
         chunk_archs: most architectures stacked into one backbone call.
         max_rows: most rows (architectures x ``N``) in one backbone call; bounds memory, so a
             chunk holds ``clamp(max_rows // N, 1, chunk_archs)`` architectures.
-        device: where the cache lives and the backbone runs (default: the supernet's device).
+        device: where the cache lives and the backbone runs: the supernet's device (the
+            default); naming another one is an error (move the supernet there first).
 
     Raises:
-        ConfigError: ``chunk_archs`` or ``max_rows`` below 1.
+        ConfigError: ``chunk_archs`` or ``max_rows`` below 1, or ``device`` is not the
+            supernet's.
         DataError: an empty batch, or one with a single label class (AUC is undefined).
     """
 
@@ -78,8 +83,11 @@ class CachedEvaluator:
         if len(batch) == 0 or labels.min() == labels.max():
             raise DataError(f"validation subsample of {len(batch)} rows needs both labels; "
                             "use more rows or another seed")
-        self.supernet = supernet
-        self.device = torch.device(device) if device is not None else supernet.embeddings.offsets.device
+        self.supernet, self.device = supernet, supernet.embeddings.offsets.device
+        want = torch.device(device) if device is not None else self.device
+        if want.type != self.device.type or want.index not in (None, self.device.index):
+            raise ConfigError(f"evaluator device {want} but the supernet is on {self.device}; "
+                              "move the supernet first (supernet.to(device))")
         self.labels = labels
         self.rows = len(batch)
         self.num_fields, self.num_candidates = supernet.num_fields, len(supernet.candidate_sizes)
@@ -123,15 +131,16 @@ class CachedEvaluator:
             ConfigError: an architecture of the wrong length or with an index out of range.
         """
         keys = [_arch_key(a, self.num_fields, self.num_candidates) for a in archs]
-        todo: list[tuple[int, ...]] = []
+        todo: dict[tuple[int, ...], None] = {}  # the misses, in order, each once
         for key in keys:
             if key in self._cache or key in todo:
                 self.hits += 1
             else:
                 self.misses += 1
-                todo.append(key)
-        for lo in range(0, len(todo), self.archs_per_call):
-            chunk = todo[lo:lo + self.archs_per_call]
+                todo[key] = None
+        pending = list(todo)
+        for lo in range(0, len(pending), self.archs_per_call):
+            chunk = pending[lo:lo + self.archs_per_call]
             self._cache.update(zip(chunk, self._score(chunk), strict=True))
         return [self._cache[key] for key in keys]
 
@@ -150,10 +159,11 @@ class CachedEvaluator:
         a = torch.tensor(archs, dtype=torch.long, device=self.device)  # [M, F]
         columns = (torch.arange(nf, device=self.device) * nk + a).flatten()  # [M*F]
         with _frozen(self.supernet):
-            picked = self.unified.index_select(1, columns)  # [N, M*F, d]
-            x = picked.view(self.rows, m, nf, -1).transpose(0, 1).reshape(m * self.rows, nf, -1)
-            out = self.supernet.forward_from_unified(x, self.dense.repeat(m, 1))
-        return out.view(m, self.rows)
+            # Row-major over (row, arch): the gather already is the backbone's contiguous input
+            # [N*M, F, d], so no transpose copy; rows are independent, so the order is free.
+            x = self.unified.index_select(1, columns).view(self.rows * m, nf, -1)
+            out = self.supernet.forward_from_unified(x, self.dense.repeat_interleave(m, 0))
+        return out.view(self.rows, m).t()
 
     def _score(self, archs: Sequence[tuple[int, ...]]) -> list[float]:
         logits = self.logits(archs).double().cpu().numpy()
