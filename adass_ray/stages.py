@@ -120,6 +120,10 @@ def train(
         for name in ("model.pt", "history.json", "metrics.json"):
             tracker.log_artifact(out / name)
         tracker.log_artifact(data / FEATURE_MAP_FILE)
+        if kind == "fixed":  # the retrained model, loadable with mlflow.pytorch.load_model
+            from adass_ray.artifacts import load_model
+
+            tracker.log_model(load_model(out, fm)[0], "model")
     except BaseException:
         tracker.close(status="FAILED")
         raise

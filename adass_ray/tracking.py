@@ -91,6 +91,10 @@ class Tracker(Protocol):
         """Log a mapping as a JSON (or ``.yaml``/``.yml``) artifact file called ``name``."""
         ...
 
+    def log_model(self, model: Any, name: str = "model") -> None:
+        """Log a torch module as an MLflow model under ``name``."""
+        ...
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (values stringified)."""
         ...
@@ -138,6 +142,9 @@ class NoopTracker:
         """Do nothing."""
 
     def log_dict(self, d: Mapping[str, Any], name: str) -> None:
+        """Do nothing."""
+
+    def log_model(self, model: Any, name: str = "model") -> None:
         """Do nothing."""
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
@@ -478,6 +485,32 @@ class MlflowTracker:
                 shutil.copytree(src, dest, dirs_exist_ok=True)
             else:
                 shutil.copy2(src, dest / src.name)
+
+    def log_model(self, model: Any, name: str = "model") -> None:
+        """Log a torch module as an MLflow model (``mlflow.pytorch`` flavour) under ``name``.
+
+        The model is saved with ``mlflow.pytorch.save_model`` into a temp folder and uploaded with
+        the client, so no fluent run is needed; load it with
+        ``mlflow.pytorch.load_model("runs:/<run_id>/<name>")``.
+        """
+        import tempfile
+
+        import mlflow.pytorch
+        import torch
+
+        with tempfile.TemporaryDirectory(prefix="adass-model-") as tmp:
+            folder = Path(tmp) / name
+            # pickle, not pt2: pt2 traces forward() on an example of tensors, and our models take a
+            # Batch. Requirements are explicit: inferring them runs the model in a subprocess.
+            quiet = logging.getLogger("mlflow.pytorch")
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)  # its pickle-safety warning, once per model, is noise here
+            try:
+                mlflow.pytorch.save_model(model, str(folder), serialization_format="pickle",
+                                          pip_requirements=[f"torch=={torch.__version__}"])
+            finally:
+                quiet.setLevel(level)
+            self.log_artifact(folder, artifact_path=name)
 
     def log_dict(self, d: Mapping[str, Any], name: str) -> None:
         """Log a mapping as an artifact file.

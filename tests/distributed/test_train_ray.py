@@ -102,6 +102,13 @@ def test_pipeline_smoke_run_and_rerun_reuses_stages(ray_local, tmp_path, capsys)
     assert len(parents) == 1 and "searched_test_auc_mean" in parents[0].data.metrics
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 4  # supernet, search, one retrain per sizes
+    retrained = [r for r in children if r.data.params.get("stage") == "fixed"]
+    assert len(retrained) == 2
+    import mlflow.pytorch
+
+    local = client.download_artifacts(retrained[0].info.run_id, "model", str(tmp_path))
+    model = mlflow.pytorch.load_model(local)
+    assert model.embedding_params() > 0  # the retrained stand-alone model, logged as an MLflow model
     mtime = (tmp_path / "demo" / "supernet" / "model.pt").stat().st_mtime
     assert main(argv) == 0  # a re-run reuses every finished stage
     assert (tmp_path / "demo" / "supernet" / "model.pt").stat().st_mtime == mtime
