@@ -1,0 +1,17 @@
+"""`adass-ray search` as a Ray job.
+
+    ray job submit --working-dir . -- python jobs/search.py --help
+
+Arguments are those of `adass-ray search`; inside a job the script joins the job's cluster.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import _common  # noqa: F401  (puts the package on sys.path)
+
+from adass_ray.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["search", *sys.argv[1:]]))
