@@ -175,17 +175,15 @@ class TrainLoop:
         self.best_model = state.get("best_model")
 
     # --- running ---------------------------------------------------------------------------------
-    def _generator(self, step: int) -> torch.Generator:
-        g = torch.Generator()
-        g.manual_seed((self.cfg.seed * 1_000_003 + self.comm.rank) * 1_000_033 + step)
-        return g
+    def _step_seed(self, step: int) -> int:
+        return (self.cfg.seed * 1_000_003 + self.comm.rank) * 1_000_033 + step
 
     def step(self, batch: Any) -> float:
         st = self.state
-        # dropout and any other global randomness: a function of (seed, rank, step) too
-        torch.manual_seed(self._generator(st.global_step).initial_seed())
+        seed = self._step_seed(st.global_step)
+        torch.manual_seed(seed)  # dropout and any other global randomness: (seed, rank, step) too
         self.task.model.train()
-        loss, _ = self.task.train_step(batch, generator=self._generator(st.global_step),
+        loss, _ = self.task.train_step(batch, generator=torch.Generator().manual_seed(seed),
                                        reduce=self.comm.all_reduce_sum)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)

@@ -16,16 +16,17 @@ The CSV writer is atomic (temp file in the target folder, then ``os.replace``).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adass_ray.data.io import atomic_write_bytes
 from adass_ray.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -171,21 +172,13 @@ def write_pareto_csv(path: str | os.PathLike[str], points: Sequence[ParetoPoint]
                 raise DataError(f"payload key {k!r} clashes with a base column of the Pareto CSV")
             extra.setdefault(str(k), None)
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow([*_BASE_COLUMNS, *extra])
-            for p, on in zip(points, on_front, strict=True):
-                cells = [_encode(p.payload[k]) if k in p.payload else "" for k in extra]
-                writer.writerow([p.key, str(int(p.params)), repr(float(p.auc)), str(int(on)),
-                                 *cells])
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow([*_BASE_COLUMNS, *extra])
+    for p, on in zip(points, on_front, strict=True):
+        cells = [_encode(p.payload[k]) if k in p.payload else "" for k in extra]
+        writer.writerow([p.key, str(int(p.params)), repr(float(p.auc)), str(int(on)), *cells])
+    atomic_write_bytes(target, buf.getvalue().encode("utf-8"))
     logger.debug("wrote %d points (%d on the front) to %s", len(points), sum(on_front), target)
     return target
 

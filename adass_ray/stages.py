@@ -107,7 +107,7 @@ def train(
     if out.exists() and (out / ".ray").exists() and not resume:
         raise AdassError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    ensure_ray(num_cpus=_local_cpus(cfg), verbose=verbose)
+    ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
     tracker = tracking.start(run_name=f"{kind}-{out.name}", default_experiment=fm.name, fallback_dir=out)
     try:
         tracker.log_params({"stage": kind, "data": str(data), "sizes": list(sizes) if sizes else None,
@@ -199,11 +199,6 @@ def retrain(
         summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     write_json(out / "summary.json", summary)
     return summary
-
-
-def _local_cpus(cfg: TrainConfig) -> int:
-    """CPUs for a local Ray instance: the machine's (a config that needs more is refused)."""
-    return os.cpu_count() or 1
 
 
 def search(

@@ -22,12 +22,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from adass_ray.data.io import atomic_write_bytes
 from adass_ray.errors import DataError
 
 FORMAT_VERSION = 1
@@ -206,12 +206,7 @@ class FeatureMap:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically (temp file in the same folder, then rename)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=".feature_map.", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.replace(tmp, path)
+        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FeatureMap:
@@ -251,6 +246,3 @@ def _only(d: Mapping[str, Any], cls: type) -> dict[str, Any]:
         raise DataError(f"unknown field keys {sorted(unknown)}")
     return dict(d)
 
-
-def names(fields: Iterable[FieldSpec]) -> list[str]:
-    return [f.name for f in fields]

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from adass_ray.artifacts import load_model, write_json
+from adass_ray.artifacts import load_model
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.io import atomic_write_bytes
 from adass_ray.data.loader import ShardLoader
@@ -163,6 +163,3 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
 
-
-def write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    write_json(path, history)

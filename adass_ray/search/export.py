@@ -20,12 +20,12 @@ import importlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from adass_ray.data.feature_map import FeatureMap
+from adass_ray.data.io import atomic_write_bytes
 from adass_ray.errors import ConfigError
 from adass_ray.search.space import SearchSpace
 
@@ -80,18 +80,7 @@ def write_sizes_json(
         text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:
         raise ConfigError(f"sizes.json: provenance is not JSON-serialisable ({e})") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode())
     return doc
 
 
