@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from adass_ray.errors import AdassError
 
@@ -279,14 +280,7 @@ def _run_search(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data, supernet = args.data, args.supernet
     if args.smoke_test and not (data and supernet):
-        from adass_ray.training import TrainConfig
-
-        data = str(stages.smoke_data(out))
-        supernet = str(out.parent / f".{out.name}-smoke-supernet")
-        if not (Path(supernet) / "model.pt").is_file():
-            stages.train(data=Path(data), out=Path(supernet), cfg=cfgmod.load(TrainConfig, None, SMOKE_OVERRIDES),
-                         kind="supernet", resume=(Path(supernet) / ".ray").exists(),
-                         tracking=stages.TrackingOptions(enabled=False), verbose=args.verbose)
+        data, supernet = _smoke_supernet(out, args.verbose)
     if not (data and supernet):
         raise AdassError("--data and --supernet are required (or --smoke-test)")
     result = stages.search(data=Path(data), supernet=Path(supernet), out=out, budget=args.budget, cfg=cfg,
@@ -331,6 +325,92 @@ def _run_stability(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep", help="Ray Tune over penalty strength λ × budget on one supernet: the Pareto front",
+        description="Every trial searches the same frozen supernet with its own λ and budget. Writes "
+                    "pareto.csv, pareto.png and sweep.json into --out and logs them to the sweep's "
+                    "MLflow run (each trial a child run). Overrides are SearchConfig key=value pairs.")
+    p.add_argument("--data", help="prepared dataset folder (the supernet's)")
+    p.add_argument("--supernet", help="train-supernet output folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--lams", default="0.25,1,4", help="comma-separated penalty strengths λ (default 0.25,1,4)")
+    p.add_argument("--budgets", default="0.5,0.8", help="comma-separated budgets, as for `search` (default 0.5,0.8)")
+    p.add_argument("--retrain-best", type=int, default=0, metavar="SEEDS",
+                   help="retrain the winner (highest supernet AUC) from scratch with this many seeds")
+    p.add_argument("--train-config", help="YAML TrainConfig for --retrain-best (use the supernet's config)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial reserves (default 1)")
+    p.add_argument("--config", help="YAML file with SearchConfig keys")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="SearchConfig overrides")
+    p.add_argument("--resume", action="store_true", help="restore a killed sweep in --out (Tuner.restore)")
+    p.add_argument("--smoke-test", action="store_true", help="tiny data, a tiny supernet and 3 short trials")
+    _add_tracking_args(p)
+    p.set_defaults(handler=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from adass_ray import config as cfgmod
+    from adass_ray import stages
+    from adass_ray.search.agent import SearchConfig
+    from adass_ray.training import TrainConfig
+
+    overrides = list(args.overrides)
+    train_overrides: list[str] = []
+    if args.smoke_test:
+        overrides = ["iterations=4", "archs_per_iter=8", "val_rows=500", *overrides]
+        train_overrides = list(SMOKE_OVERRIDES)
+        if (args.lams, args.budgets) == ("0.25,1,4", "0.5,0.8"):  # unless given: 3 trials over the budget
+            args.lams, args.budgets = "1", "0.4,0.6,0.8"
+    try:
+        lams = tuple(float(x) for x in args.lams.split(",") if x.strip())
+    except ValueError:
+        raise AdassError(f"--lams {args.lams!r}: expected comma-separated numbers, e.g. 0.25,1,4") from None
+    budgets = tuple(b.strip() for b in args.budgets.split(",") if b.strip())
+    cfg = cfgmod.load(SearchConfig, args.config, overrides)
+    train_cfg = cfgmod.load(TrainConfig, args.train_config, train_overrides) if args.retrain_best else None
+    out = Path(args.out)
+    data, supernet = args.data, args.supernet
+    if args.smoke_test and not (data and supernet):
+        data, supernet = _smoke_supernet(out, args.verbose)
+    if not (data and supernet):
+        raise AdassError("--data and --supernet are required (or --smoke-test)")
+    summary = stages.sweep(data=Path(data), supernet=Path(supernet), out=out, lams=lams, budgets=budgets, cfg=cfg,
+                           resume=args.resume, tracking=stages.TrackingOptions.from_args(args), verbose=args.verbose,
+                           retrain_best=args.retrain_best, train_cfg=train_cfg, cpus_per_trial=args.cpus_per_trial)
+    print(f"{len(summary['trials'])} trials; Pareto front ({len(summary['front'])} points, embedding params ↓, "
+          f"supernet validation AUC ↑):")
+    by_key = {r["key"]: r for r in summary["trials"]}
+    for key in summary["front"]:
+        r = by_key[key]
+        print(f"  {key:<24} {int(r['cost']):>10,} params  AUC {r['quality']:.4f}")
+    print(f"winner: {summary['winner']}")
+    if "winner_retrained" in summary:
+        w = summary["winner_retrained"]
+        print(f"winner retrained: test AUC {w['test_auc_mean']:.4f} ± {w['test_auc_std']:.4f} "
+              f"({len(w['seeds'])} seeds) → {out / 'best'}")
+    print(f"front: {out / 'pareto.csv'}  plot: {out / 'pareto.png'}  all: {out / 'sweep.json'}")
+    return 0
+
+
+def _smoke_supernet(out: Path, verbose: bool) -> tuple[str, str]:
+    """Tiny data and a tiny supernet beside ``out`` (made once) for ``--smoke-test`` runs."""
+    from pathlib import Path
+
+    from adass_ray import config as cfgmod
+    from adass_ray import stages
+    from adass_ray.training import TrainConfig
+
+    data = stages.smoke_data(out)
+    supernet = out.parent / f".{out.name}-smoke-supernet"
+    if not (supernet / "model.pt").is_file():
+        stages.train(data=data, out=supernet, cfg=cfgmod.load(TrainConfig, None, SMOKE_OVERRIDES),
+                     kind="supernet", resume=(Path(supernet) / ".ray").exists(),
+                     tracking=stages.TrackingOptions(enabled=False), verbose=verbose)
+    return str(data), str(supernet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adass-ray",
@@ -345,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_retrain(sub)
     _add_search(sub)
     _add_stability(sub)
+    _add_sweep(sub)
     return parser
 
 

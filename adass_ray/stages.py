@@ -309,3 +309,108 @@ def stability(
     report.update({"fields": list(fm.field_names), "sizes": [list(r) for r in runs], "budget": budget})
     write_json(out / "stability.json", report)
     return report
+
+
+SWEEP_RUN_FILE = "sweep_run.json"
+
+
+def sweep(
+    *,
+    data: Path,
+    supernet: Path,
+    out: Path,
+    lams: tuple[float, ...],
+    budgets: tuple[str, ...],
+    cfg: Any,
+    resume: bool = False,
+    tracking: TrackingOptions = TrackingOptions(),
+    verbose: bool = False,
+    retrain_best: int = 0,
+    train_cfg: TrainConfig | None = None,
+    cpus_per_trial: float = 1.0,
+    fault: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Ray Tune over λ × budget against one supernet; the Pareto front as CSV, PNG and MLflow.
+
+    Writes into ``out``: ``pareto.csv`` (every trial: embedding params, supernet validation AUC,
+    ``on_front``, λ, budget, sizes), ``pareto.png`` (trials, the front, the uniform baselines),
+    ``sweep.json`` (trials, front, baselines, winner) and, with ``retrain_best`` seeds, the
+    winner's ``best/sizes.json`` and its retrained models in ``best/``. The winner is the trial
+    with the highest supernet AUC (ties: fewer parameters): the top of the front.
+    """
+    import math
+
+    from adass_ray.artifacts import write_json
+    from adass_ray.distributed.runtime import ensure_ray
+    from adass_ray.distributed.sweep import run_tune, search_context, uniform_points
+    from adass_ray.pareto import ParetoPoint, pareto_front, write_pareto_csv
+    from adass_ray.plots import pareto_png
+    from adass_ray.search.export import write_sizes_json
+
+    if not lams or not budgets:
+        raise ConfigError("a sweep needs at least one λ (--lams) and one budget (--budgets)")
+    if any(lam < 0 for lam in lams):
+        raise ConfigError(f"--lams must be >= 0, got {list(lams)}")
+    ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
+    ctx = search_context(data, supernet, cfg)
+    fm, space = ctx["fm"], ctx["space"]
+    tune_dir = out / "tune"
+    if tune_dir.exists() and not resume:
+        raise AdassError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / SWEEP_RUN_FILE
+    meta = json.loads(meta_path.read_text()) if resume and meta_path.is_file() else {}
+    if meta.get("parent_run_id") and tracking.enabled:
+        from adass_ray.tracking import MlflowTracker
+
+        parent: Any = MlflowTracker.attach(tracking_uri=meta.get("tracking_uri") or tracking.uri,
+                                           run_id=meta["parent_run_id"], fallback_dir=out, owns_run=True)
+    else:
+        parent = tracking.start(run_name=f"sweep-{out.name}", default_experiment=fm.name, fallback_dir=out)
+        parent.log_params({"stage": "sweep", "data": str(data), "supernet": str(supernet), "lams": list(lams),
+                           "budgets": list(budgets), **cfgmod.flatten(cfgmod.to_dict(cfg))})
+    write_json(meta_path, {"parent_run_id": parent.run_id, "tracking_uri": getattr(parent, "tracking_uri", None)})
+    trial_tracking = None
+    if parent.run_id:
+        trial_tracking = {"uri": parent.tracking_uri, "parent": parent.run_id,
+                          "experiment": tracking.experiment or fm.name}
+    try:
+        baselines = uniform_points(ctx)
+        records = run_tune(ctx=ctx, out=out, lams=lams, budgets=budgets, cfg=cfg, resume=resume,
+                           tracking=trial_tracking, cpus_per_trial=cpus_per_trial, verbose=verbose,
+                           fault=fault)
+        scored = [r for r in records if not math.isnan(r["quality"])]
+        points = [ParetoPoint(params=int(r["cost"]), auc=float(r["quality"]), key=r["key"],
+                              payload={"lam": r["lam"], "budget": r["budget"], "budget_params": r["budget_params"],
+                                       "repaired": bool(r["repaired"]), "sizes": r["sizes"]})
+                  for r in scored]
+        front = pareto_front(points)
+        write_pareto_csv(out / "pareto.csv", points, front)
+        front_keys = [p.key for p in front]
+        front_records = [next(r for r in scored if r["key"] == k) for k in front_keys]
+        pareto_png(out / "pareto.png", trials=scored, front=front_records, baselines=baselines,
+                   title=f"{fm.name}: {len(scored)} sweep trials, {len(front)} on the front")
+        winner = max(scored, key=lambda r: (r["quality"], -r["cost"]))
+        summary: dict[str, Any] = {"trials": records, "front": front_keys, "uniform": baselines,
+                                   "winner": winner["key"], "supernet": str(supernet), "data": str(data)}
+        if retrain_best:
+            best = out / "best"
+            sizes = tuple(winner["sizes"][n] for n in fm.field_names)
+            write_sizes_json(best / "sizes.json", space, space.arch_of(sizes), budget=int(winner["budget_params"]),
+                             provenance={"sweep": str(out), "trial": winner["key"], "quality": winner["quality"]},
+                             d_base=cfg.d_base)
+            child = TrackingOptions(enabled=parent.run_id is not None, uri=tracking.uri,
+                                    experiment=tracking.experiment or fm.name, parent_run_id=parent.run_id)
+            summary["winner_retrained"] = retrain(
+                data=data, out=best, cfg=train_cfg or TrainConfig(), sizes_file=str(best / "sizes.json"),
+                seeds=retrain_best, tracking=child, verbose=verbose)
+        write_json(out / "sweep.json", summary)
+        parent.log_metrics({"trials": float(len(records)), "front_size": float(len(front)),
+                            "best_quality": float(winner["quality"]), "best_cost": float(winner["cost"])})
+        for name in ("pareto.csv", "pareto.png", "sweep.json"):
+            parent.log_artifact(out / name)
+    except BaseException:
+        parent.close(status="FAILED")
+        raise
+    parent.close()
+    return summary

@@ -234,7 +234,7 @@ class MlflowTracker:
 
     @classmethod
     def attach(cls, *, tracking_uri: str | None, run_id: str,
-               fallback_dir: str | os.PathLike[str] | None = None) -> MlflowTracker:
+               fallback_dir: str | os.PathLike[str] | None = None, owns_run: bool = False) -> MlflowTracker:
         """Log into an existing run, e.g. from Ray Train worker rank 0 into the driver's run.
 
         The attached tracker does not own the run: :meth:`close` leaves its status alone (the
@@ -244,6 +244,8 @@ class MlflowTracker:
             tracking_uri: the creator's :attr:`tracking_uri` (None resolves as in :meth:`start`).
             run_id: the run to log into.
             fallback_dir: where artifacts go if MLflow cannot be reached.
+            owns_run: take the run over (a resumed run that this tracker now finishes), so
+                :meth:`close` sets its status.
 
         Returns:
             A tracker for that run, or a degraded one (after one warning).
@@ -259,10 +261,10 @@ class MlflowTracker:
                 reason = _one_line(f"{type(exc).__name__}: {exc}")
             else:
                 return cls(client=client, run_id=run_id, tracking_uri=uri,
-                           experiment_id=run.info.experiment_id, owns_run=False,
+                           experiment_id=run.info.experiment_id, owns_run=owns_run,
                            fallback_dir=fallback)
         tracker = cls(client=None, run_id=None, tracking_uri=uri, experiment_id=None,
-                      owns_run=False, fallback_dir=fallback)
+                      owns_run=owns_run, fallback_dir=fallback)
         tracker._warn_off(reason)
         return tracker
 

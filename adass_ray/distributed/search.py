@@ -102,7 +102,11 @@ def run_search(
 
     batch = validation_subsample(ShardLoader(data, fm, split="valid", shuffle=False), config.val_rows, config.seed)
     refs = {"weights": ray.put(net.state_dict()), "batch": ray.put(batch)}
-    actor_cls = ray.remote(num_cpus=min(1.0, 2.0 / config.controllers))(SearchWorker)
+    from adass_ray.distributed.runtime import require_resource
+
+    require_resource(config.actor_resource)
+    extra: dict[str, float] = {config.actor_resource: 1.0} if config.actor_resource else {}
+    actor_cls = ray.remote(num_cpus=min(1.0, 2.0 / config.controllers), resources=extra)(SearchWorker)
 
     def start(i: int) -> Any:
         return actor_cls.remote(fm=fm.to_dict(), model_config=blob["model_config"], weights=refs["weights"],

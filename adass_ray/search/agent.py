@@ -40,6 +40,8 @@ class SearchConfig:
         val_rows: rows of the validation split that every architecture is scored on.
         d_base: the uniform baseline's size (budgets given as ratios refer to it).
         seed: controller seeds are ``seed + i``; the validation rows use ``seed``.
+        actor_resource: a custom Ray resource each controller actor (and each sweep trial)
+            also requests one unit of, e.g. ``search_slot`` on ``cluster.yaml``'s GPU nodes.
     """
 
     controller: str = "factorized"
@@ -56,6 +58,7 @@ class SearchConfig:
     val_rows: int = 10_000
     d_base: int = 16
     seed: int = 0
+    actor_resource: str = ""
 
     def __post_init__(self) -> None:
         checks = [

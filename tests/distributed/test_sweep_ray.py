@@ -1,0 +1,134 @@
+"""Ray Tune sweep over λ × budget on one supernet: trials, the Pareto front, the plot, MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adass_ray import stages
+from adass_ray.data import synthetic
+from adass_ray.distributed.train import fit
+from adass_ray.pareto import ParetoPoint, dominates, read_pareto_csv
+from adass_ray.search.agent import SearchConfig
+from adass_ray.training import ModelConfig, TrainConfig
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+CFG = SearchConfig(controllers=1, iterations=4, archs_per_iter=6, val_rows=300)
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    data = tmp / "data"
+    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=3), data)
+    cfg = TrainConfig(model=ModelConfig(hidden=(32,)), epochs=1, batch_size=256, num_workers=1,
+                      max_rows=2000, use_gpu="no")
+    fit(data=data, out=tmp / "supernet", cfg=cfg, kind="supernet")
+    return data, tmp / "supernet"
+
+
+def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
+    import mlflow
+
+    data, supernet = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    track = stages.TrackingOptions(uri=uri, experiment="sweep-test")
+    out = tmp_path / "sweep"
+    summary = stages.sweep(data=data, supernet=supernet, out=out, lams=(0.5, 4.0), budgets=("0.4", "0.8"),
+                           cfg=CFG, tracking=track)
+    trials = summary["trials"]
+    assert {(t["lam"], t["budget"]) for t in trials} == {(0.5, "0.4"), (0.5, "0.8"), (4.0, "0.4"), (4.0, "0.8")}
+    assert all(t["cost"] <= t["budget_params"] for t in trials)  # the hard budget holds in every trial
+
+    points, on_front = read_pareto_csv(out / "pareto.csv")
+    assert len(points) == 4 and any(on_front)
+    front = [p for p, on in zip(points, on_front, strict=True) if on]
+    for p in points:  # front members are not dominated; every other point is dominated by one of them
+        plain = ParetoPoint(p.params, p.auc)
+        if p in front:
+            assert not any(dominates(ParetoPoint(q.params, q.auc), plain) for q in points)
+        else:
+            assert any(dominates(ParetoPoint(q.params, q.auc), plain) or (q.params, q.auc) == (p.params, p.auc)
+                       for q in front)
+    png = (out / "pareto.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["winner"] in doc["front"] and {u["size"] for u in doc["uniform"]} >= {16}
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("sweep-test")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.info.run_name == "sweep-sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    assert {float(c.data.params["lam"]) for c in children} == {0.5, 4.0}
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"pareto.csv", "pareto.png", "sweep.json"} <= arts
+    assert parent.data.metrics["trials"] == 4
+
+    with pytest.raises(Exception, match="--resume"):  # a second sweep into the same folder is refused
+        stages.sweep(data=data, supernet=supernet, out=out, lams=(1.0,), budgets=("0.8",), cfg=CFG, tracking=track)
+
+
+def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
+    from adass_ray.errors import ConfigError
+
+    data, supernet = trained
+    with pytest.raises(ConfigError, match="below the smallest architecture"):
+        stages.sweep(data=data, supernet=supernet, out=tmp_path / "s", lams=(1.0,), budgets=("0.8", "0.001"),
+                     cfg=CFG, tracking=stages.TrackingOptions(enabled=False))
+    assert not (tmp_path / "s" / "tune").exists()
+
+
+def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
+    """A driver killed mid-sweep (SIGKILL to its whole process group, its local Ray included):
+    ``--resume`` restores the Tuner, the interrupted trial continues from its checkpoint, and the
+    results equal an uninterrupted sweep's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data, supernet = trained
+    cfg = SearchConfig(controllers=1, iterations=10, archs_per_iter=6, val_rows=300)
+    marker = tmp_path / "paused"
+    out = tmp_path / "killed"
+    script = (
+        "from pathlib import Path; from adass_ray import stages; from adass_ray.search.agent import SearchConfig\n"
+        f"stages.sweep(data=Path({str(data)!r}), supernet=Path({str(supernet)!r}), out=Path({str(out)!r}),"
+        f" lams=(0.5, 4.0), budgets=('0.5',), cfg=SearchConfig(**{cfg.__dict__!r}),"
+        " tracking=stages.TrackingOptions(enabled=False),"
+        f" fault={{'lam': 0.5, 'at': 3, 'marker': {str(marker)!r}}})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "0.5"  # the driver saves the experiment state often
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert proc.poll() is None, f"the sweep ended before the fault: {proc.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline, "the trial never reached its checkpoint"
+            time.sleep(0.2)
+        time.sleep(3)  # let the driver persist the experiment state that holds the checkpoint
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (out / "sweep.json").exists()
+
+    resumed = stages.sweep(data=data, supernet=supernet, out=out, lams=(0.5, 4.0), budgets=("0.5",), cfg=cfg,
+                           tracking=stages.TrackingOptions(enabled=False), resume=True)
+    clean = stages.sweep(data=data, supernet=supernet, out=tmp_path / "clean", lams=(0.5, 4.0), budgets=("0.5",),
+                         cfg=cfg, tracking=stages.TrackingOptions(enabled=False))
+
+    def essence(summary):
+        return sorted((t["key"], t["cost"], round(t["quality"], 9), json.dumps(t["sizes"], sort_keys=True))
+                      for t in summary["trials"])
+
+    assert essence(resumed) == essence(clean)
+    paused = next(t for t in resumed["trials"] if t["lam"] == 0.5)
+    assert paused["resumed_at"] == 3, "the interrupted trial did not continue from its checkpoint"
