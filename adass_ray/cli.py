@@ -411,6 +411,58 @@ def _smoke_supernet(out: Path, verbose: bool) -> tuple[str, str]:
     return str(data), str(supernet)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="evaluation harness: baselines, ablations, stability, ranking consistency",
+        description="Every method's sizes under one budget, retrained from scratch for each seed with the same "
+                    "config; writes report.md, results.json, auc_vs_params.png and sizes_heatmap.png into --out. "
+                    "Finished units are reused on a re-run.")
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
+    p.add_argument("--budget", default="0.8", help="budget for every method, as for `search` (default 0.8)")
+    p.add_argument("--quick", action="store_true",
+                   help="CI-sized: 2 epochs, short searches, no ablations (checks the harness, not the method)")
+    p.add_argument("--no-ablations", action="store_true", help="skip our method's ablations (5 more supernets)")
+    p.add_argument("--panel", type=int, default=12, help="architectures in the ranking-consistency panel")
+    p.add_argument("--config", help="YAML TrainConfig (default: configs/<dataset>.yaml when it exists)")
+    p.add_argument("--search-config", help="YAML SearchConfig")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="TrainConfig overrides; SearchConfig ones prefixed search., e.g. search.iterations=30")
+    _add_tracking_args(p)
+    p.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from adass_ray import config as cfgmod
+    from adass_ray import stages
+    from adass_ray.data.feature_map import FeatureMap
+    from adass_ray.pipeline import default_config
+    from adass_ray.report import run_report
+    from adass_ray.search.agent import SearchConfig
+    from adass_ray.training import TrainConfig
+
+    fm = FeatureMap.load(args.data)
+    train_over = [o for o in args.overrides if not o.startswith("search.")]
+    search_over = [o[len("search."):] for o in args.overrides if o.startswith("search.")]
+    train_cfg = cfgmod.load(TrainConfig, args.config or default_config(fm.name), train_over)
+    search_cfg = cfgmod.load(SearchConfig, args.search_config, search_over)
+    res = run_report(data=Path(args.data), out=Path(args.out), train_cfg=train_cfg, search_cfg=search_cfg,
+                     budget_spec=args.budget, seeds=args.seeds, quick=args.quick, ablations=not args.no_ablations,
+                     panel_size=args.panel,
+                     tracking=None if args.no_tracking else stages.TrackingOptions.from_args(args),
+                     verbose=args.verbose)
+    print(f"{res['dataset']}: {len(res['methods'])} methods x {len(res['seeds'])} seeds, "
+          f"budget {res['budget']:,} params, {res['seconds'] / 60:.1f} min")
+    for r in res["methods"]:
+        print(f"  {r['method']:<34} {r['embedding_params_mean']:>11,.0f} params  test AUC "
+              f"{r['test_auc_mean']:.4f} ± {r['test_auc_std']:.4f}")
+    for r in res["ranking"]:
+        print(f"  ranking consistency ({r['variant']} supernet): Kendall tau {r['kendall_tau']:.3f}")
+    print(f"report: {Path(args.out) / 'report.md'}  (results.json, auc_vs_params.png, sizes_heatmap.png)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adass-ray",
@@ -426,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_stability(sub)
     _add_sweep(sub)
+    _add_report(sub)
     return parser
 
 

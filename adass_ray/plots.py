@@ -66,7 +66,7 @@ def scatter_methods_png(path: str | Path, rows: Sequence[Mapping[str, Any]], *, 
     fig, ax = plt.subplots(figsize=(8, 5))
     markers = "osD^v<>phX*P"
     for i, r in enumerate(rows):
-        ax.errorbar([r["embedding_params"]], [r["test_auc_mean"]], yerr=[r["test_auc_std"]], fmt=markers[i % 12],
+        ax.errorbar([r["embedding_params_mean"]], [r["test_auc_mean"]], yerr=[r["test_auc_std"]], fmt=markers[i % 12],
                     capsize=3, label=r["method"])
     ax.set_xscale("log")
     ax.set_xlabel("embedding parameters (log scale)")

@@ -1,0 +1,90 @@
+"""The evaluation harness's baselines and searches: budgets hold, evaluations are equal, the
+saliency score means what it says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from adass_ray.data import synthetic
+from adass_ray.harness import (
+    card_rule,
+    evolutionary_search,
+    panel,
+    random_search,
+    rl_search,
+    saliency_sizes,
+    train_local,
+    uniform_matched,
+)
+from adass_ray.search.agent import SearchConfig
+from adass_ray.search.evaluator import CachedEvaluator
+from adass_ray.search.space import SearchSpace
+from adass_ray.training import ModelConfig, TrainConfig
+from tests.search.test_evaluator import FM, make_batch, make_net
+
+SPACE = SearchSpace.from_feature_map(FM, candidate_sizes=(4, 8, 16, 32))
+
+
+def test_uniform_matched_is_the_largest_uniform_size_within_budget() -> None:
+    budget = SPACE.uniform_cost(16) - 1
+    assert uniform_matched(SPACE, budget) == (8,) * SPACE.num_fields
+    assert uniform_matched(SPACE, SPACE.uniform_cost(32)) == (32,) * SPACE.num_fields
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.8, 1.5])
+def test_card_rule_fits_the_budget_and_grows_with_cardinality(ratio: float) -> None:
+    budget = int(ratio * SPACE.uniform_cost(16))
+    sizes, k = card_rule(SPACE, budget)
+    assert k > 0 and set(sizes) <= {4, 8, 16, 32}
+    assert sum(v * s for v, s in zip(SPACE.vocab_sizes, sizes, strict=True)) <= budget
+    order = sorted(range(SPACE.num_fields), key=lambda f: SPACE.vocab_sizes[f])
+    assert [sizes[f] for f in order] == sorted(sizes)  # a larger vocabulary never gets a smaller size
+    bigger, _ = card_rule(SPACE, 2 * budget)
+    assert all(b >= a for a, b in zip(sizes, bigger, strict=True)) and bigger != sizes or max(sizes) == 32
+
+
+def test_searches_respect_budget_and_use_equal_evaluations() -> None:
+    torch.set_num_threads(1)
+    net, batch = make_net("separate"), make_batch(rows=200)
+    space = SearchSpace.from_feature_map(FM, candidate_sizes=net.candidate_sizes, allow_drop=True)
+    budget = int(0.6 * space.uniform_cost(8))
+    ours = rl_search(CachedEvaluator(net, batch), space, budget,
+                     SearchConfig(controllers=2, iterations=5, archs_per_iter=6, val_rows=200))
+    n = ours["evaluations"]
+    assert 6 <= n <= 2 * 5 * 6 and ours["cost"] <= budget
+    for search in (random_search, evolutionary_search):
+        a = search(CachedEvaluator(net, batch), space, budget, n, seed=3)
+        b = search(CachedEvaluator(net, batch), space, budget, n, seed=3)
+        assert a["evaluations"] == n and a["cost"] <= budget
+        assert a["sizes"] == b["sizes"]  # seeded
+        assert a["quality"] is not None
+
+
+def test_panel_holds_every_uniform_architecture_and_is_fixed() -> None:
+    p = panel(SPACE, 12, seed=0)
+    assert len(p) == len(set(p)) == 12
+    assert all((k,) * SPACE.num_fields in p for k in range(SPACE.num_candidates))
+    assert p == panel(SPACE, 12, seed=0)
+
+
+def test_saliency_prunes_a_useless_field_to_the_smallest_size(tmp_path: Path) -> None:
+    """A field whose table is all zeros contributes nothing: its dimensions have saliency 0, so
+    the pruning gives it the smallest size; the result fits the budget."""
+    data = tmp_path / "data"
+    fm = synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=1), data)
+    cfg = TrainConfig(model=ModelConfig(hidden=(16,), sparse=False), epochs=1, batch_size=256)
+    space = SearchSpace.from_feature_map(fm)
+    top = max(space.candidate_sizes)
+    model, metrics = train_local(data, cfg, "fixed", (top,) * fm.num_fields)
+    assert 0.0 <= metrics["test_auc"] <= 1.0 and metrics["embedding_params"] == space.uniform_cost(top)
+    table = model.embeddings.field_params(2)[0]
+    with torch.no_grad():
+        table.zero_()
+    budget = int(0.8 * space.uniform_cost(16))
+    sizes, scores = saliency_sizes(model, data, space, budget, rows=1000)
+    assert space.cost(space.arch_of(sizes)) <= budget
+    assert max(scores[2]) == 0.0 and max(max(s) for s in scores) > 0
+    assert sizes[2] == min(s for s in space.candidate_sizes if s > 0)
