@@ -1,5 +1,5 @@
-"""The whole pipeline on one config: prepare → supernet → uniform baseline (→ search, retrain and
-report as those stages land).
+"""The whole pipeline on one config: prepare → supernet → search → retrain the searched sizes and
+the uniform baseline → report.
 
 ``adass-ray run`` calls :func:`run`. Each stage writes into its own folder under ``out`` and is
 skipped when its output already exists, so a re-run continues where the last one stopped.
@@ -128,7 +128,8 @@ def run(
         }
         write_json(out / "report.json", report)
         parent.log_metrics({k: float(v) for k, v in report.items() if isinstance(v, int | float)})
-        for path in (out / "report.json", found / "sizes.json", data / FEATURE_MAP_FILE):
+        for path in (out / "report.json", found / "sizes.json", found / "history.json", found / "pareto.csv",
+                     found / "pareto.png", data / FEATURE_MAP_FILE):
             parent.log_artifact(path)
         result.metrics["report"] = report
     except BaseException:

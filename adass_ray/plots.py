@@ -29,7 +29,8 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def pareto_png(path: str | Path, *, trials: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, Any]],
-               baselines: Sequence[Mapping[str, Any]], title: str, ylabel: str = "supernet validation AUC") -> Path:
+               baselines: Sequence[Mapping[str, Any]], title: str, ylabel: str = "supernet validation AUC",
+               point_label: str = "trial") -> Path:
     """Every trial as a point (coloured by λ), the front as a line, uniform baselines as crosses.
 
     Records carry ``cost`` (embedding params) and ``quality``; trials also ``lam``; baselines ``size``.
@@ -40,8 +41,10 @@ def pareto_png(path: str | Path, *, trials: Sequence[Mapping[str, Any]], front: 
     cmap = plt.get_cmap("viridis", max(2, len(lams)))
     for i, lam in enumerate(lams):
         pts = [t for t in trials if float(t["lam"]) == lam]
-        ax.scatter([t["cost"] for t in pts], [t["quality"] for t in pts], s=36, color=cmap(i),
-                   label=f"trial, λ={lam:g}", zorder=3)
+        # shrinking markers: trials of different λ that selected the same sizes stay visible
+        ax.scatter([t["cost"] for t in pts], [t["quality"] for t in pts], s=30 + 50 * (len(lams) - 1 - i),
+                   color=cmap(i), edgecolors="black", linewidths=0.4, label=f"{point_label}, λ={lam:g}",
+                   zorder=3 + i)
     if front:
         ax.plot([p["cost"] for p in front], [p["quality"] for p in front], "-", color="black", lw=1.4,
                 drawstyle="steps-post", label="Pareto front", zorder=2)

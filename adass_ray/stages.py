@@ -258,15 +258,41 @@ def search(
         doc = write_sizes_json(out / "sizes.json", space, chosen.arch, budget=limit, provenance=provenance,
                                d_base=cfg.d_base)
         write_json(out / "history.json", state["history"])
+        _search_front(out, data, supernet, cfg, state["history"], space)
         tracker.log_metrics({"selected_quality": chosen.quality or float("nan"), "selected_cost": float(chosen.cost),
                              "budget": float(limit), "evaluations": float(len(state["cache"]))})
         tracker.log_artifact(out / "sizes.json")
-        tracker.log_artifact(out / "history.json")
+        for name in ("history.json", "pareto.csv", "pareto.png"):
+            tracker.log_artifact(out / name)
     except BaseException:
         tracker.close(status="FAILED")
         raise
     tracker.close()
     return {"sizes": doc, "selection": chosen, "history": state["history"]}
+
+
+def _search_front(out: Path, data: Path, supernet: Path, cfg: Any, history: list[dict[str, Any]],
+                  space: Any) -> None:
+    """``pareto.csv`` / ``pareto.png`` of a search: every distinct architecture it scored (embedding
+    params against supernet AUC), the front, and the uniform architectures on the same supernet."""
+    from adass_ray.distributed.sweep import search_context, uniform_points
+    from adass_ray.pareto import ParetoPoint, pareto_front, write_pareto_csv
+    from adass_ray.plots import pareto_png
+
+    seen: dict[tuple[int, ...], dict[str, Any]] = {}
+    for r in history:
+        seen.setdefault(tuple(r["arch"]), {"cost": r["cost"], "quality": r["quality"],
+                                            "lam": cfg.lam_of(r["controller"]), "feasible": r["feasible"]})
+    records = list(seen.values())
+    points = [ParetoPoint(params=int(r["cost"]), auc=float(r["quality"]), key=",".join(map(str, space.sizes(a))),
+                          payload={"lam": r["lam"], "feasible": r["feasible"]}) for a, r in seen.items()]
+    front = pareto_front(points)
+    write_pareto_csv(out / "pareto.csv", points, front)
+    keys = {id(p) for p in front}
+    front_records = sorted((r for r, p in zip(records, points, strict=True) if id(p) in keys), key=lambda r: r["cost"])
+    baselines = uniform_points(search_context(data, supernet, cfg))
+    pareto_png(out / "pareto.png", trials=records, front=front_records, baselines=baselines, point_label="scored",
+               title=f"search: {len(records)} architectures scored, {len(front)} on the front")
 
 
 def stability(

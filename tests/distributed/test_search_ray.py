@@ -37,6 +37,11 @@ def test_search_selects_within_budget_and_a_killed_actor_recovers(trained, tmp_p
     data, supernet = trained
     clean = stages.search(data=data, supernet=supernet, out=tmp_path / "clean", budget="0.5", cfg=CFG, tracking=OFF)
     doc = read_sizes_json(tmp_path / "clean" / "sizes.json")
+    from adass_ray.pareto import read_pareto_csv
+
+    points, on_front = read_pareto_csv(tmp_path / "clean" / "pareto.csv")
+    assert len(points) == len({tuple(r["arch"]) for r in clean["history"]}) and any(on_front)
+    assert (tmp_path / "clean" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert doc["cost"] <= doc["budget"] == clean["selection"].budget
     assert len(clean["history"]) == 2 * 4 * 6
     marker = tmp_path / "died"

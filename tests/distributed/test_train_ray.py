@@ -100,6 +100,8 @@ def test_pipeline_smoke_run_and_rerun_reuses_stages(ray_local, tmp_path, capsys)
     runs = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
     parents = [r for r in runs if r.info.run_name.startswith("pipeline-")]
     assert len(parents) == 1 and "searched_test_auc_mean" in parents[0].data.metrics
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} >= {
+        "report.json", "sizes.json", "history.json", "pareto.csv", "pareto.png", "feature_map.json"}
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 4  # supernet, search, one retrain per sizes
     retrained = [r for r in children if r.data.params.get("stage") == "fixed"]
