@@ -24,6 +24,7 @@ from adass_ray.metrics import auc, logloss
 from adass_ray.training import Task, TrainConfig, is_table
 
 logger = logging.getLogger(__name__)
+HOLDOUT_ROWS = 2048  # validation rows a path-scoring sampler (greedy) scores its candidate paths on
 
 
 class Comm:
@@ -155,6 +156,9 @@ class TrainLoop:
             self.optimizers.append(torch.optim.SparseAdam(self.sparse_params, lr=config.lr))
         self.state = LoopState()
         self.best_model: dict[str, torch.Tensor] | None = None
+        if getattr(task, "wants_holdout", False):  # the greedy sampler scores paths on held-out rows
+            rows = valid.full_batch()
+            task.attach_holdout(rows.slice(0, min(HOLDOUT_ROWS, len(rows))).to(self.device))
 
     # --- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

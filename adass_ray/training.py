@@ -175,6 +175,10 @@ class Task:
     """A model plus how it is trained and scored; the loop only calls these methods."""
 
     model: nn.Module
+    wants_holdout = False  # see SupernetTask.attach_holdout
+
+    def attach_holdout(self, batch: Batch) -> None:
+        """Receive held-out rows (called once, only when ``wants_holdout``)."""
 
     def train_step(self, batch: Batch, *, generator: torch.Generator,
                    reduce: Any) -> tuple[Tensor, dict[str, float]]:  # pragma: no cover - interface
@@ -228,6 +232,9 @@ class SupernetTask(Task):
     def __init__(self, model: Supernet, sampler: Sampler) -> None:
         self.model = self.supernet = model
         self.sampler = sampler
+        # a sampler that scores paths on held-out rows (greedy): the loop then calls
+        # attach_holdout once with rows of its validation slice
+        self.wants_holdout = hasattr(sampler, "set_score_fn")
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None
 
     def train_step(self, batch: Batch, *, generator: torch.Generator,
@@ -247,6 +254,22 @@ class SupernetTask(Task):
         grad = unified.grad
         norms = grad.pow(2).sum(dim=(0, 2)).sqrt() if grad is not None else None
         self.sampler.observe(arch, row_loss, norms, reduce=reduce)
+
+    def attach_holdout(self, batch: Batch) -> None:
+        """Give a path-scoring sampler its scorer: mean loss of each path on ``batch``."""
+        net = self.supernet
+
+        def score(archs: Tensor) -> Tensor:
+            was = net.training
+            net.eval()
+            try:
+                with torch.no_grad():
+                    return torch.stack([F.binary_cross_entropy_with_logits(net(batch, tuple(a)), batch.label)
+                                        for a in archs.tolist()])
+            finally:
+                net.train(was)
+
+        self.sampler.set_score_fn(score)  # type: ignore[attr-defined]
 
     def eval_heads(self) -> dict[str, Any]:
         # every uniform architecture: a cheap, fixed panel that shows all sizes learning

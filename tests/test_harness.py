@@ -88,3 +88,20 @@ def test_saliency_prunes_a_useless_field_to_the_smallest_size(tmp_path: Path) ->
     assert space.cost(space.arch_of(sizes)) <= budget
     assert max(scores[2]) == 0.0 and max(max(s) for s in scores) > 0
     assert sizes[2] == min(s for s in space.candidate_sizes if s > 0)
+
+
+def test_greedy_sampler_gets_a_scorer_and_fills_its_pool_in_training(tmp_path: Path) -> None:
+    """The training loop hands the greedy sampler held-out rows, so its pool fills (without that
+    it silently stays uniform: the same model as the uniform sampler's)."""
+    from adass_ray.training import SamplerConfig
+
+    data = tmp_path / "data"
+    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=2), data)
+    base = TrainConfig(model=ModelConfig(hidden=(16,)), epochs=1, batch_size=128, max_rows=2000)
+    greedy = TrainConfig(**{**base.__dict__, "sampler": SamplerConfig(name="greedy", warmup_steps=2,
+                                                                       greedy_refresh=2)})
+    uniform = TrainConfig(**{**base.__dict__, "sampler": SamplerConfig(name="uniform")})
+    net_g, _ = train_local(data, greedy, "supernet")
+    net_u, _ = train_local(data, uniform, "supernet")
+    g = net_g.state_dict()
+    assert any(not torch.equal(v, net_u.state_dict()[k]) for k, v in g.items())
