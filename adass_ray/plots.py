@@ -68,15 +68,16 @@ def scatter_methods_png(path: str | Path, rows: Sequence[Mapping[str, Any]], *, 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     markers = "osD^v<>phX*P"
+    colors = plt.get_cmap("tab20")
     for i, r in enumerate(rows):
         ax.errorbar([r["embedding_params_mean"]], [r["test_auc_mean"]], yerr=[r["test_auc_std"]], fmt=markers[i % 12],
-                    capsize=3, label=r["method"])
+                    color=colors(i % 20), capsize=3, label=r["method"])
     ax.set_xscale("log")
     ax.set_xlabel("embedding parameters (log scale)")
     ax.set_ylabel("test AUC (mean ± std over seeds)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a point
     return _save(fig, Path(path))
 
 
