@@ -105,3 +105,18 @@ def test_greedy_sampler_gets_a_scorer_and_fills_its_pool_in_training(tmp_path: P
     net_u, _ = train_local(data, uniform, "supernet")
     g = net_g.state_dict()
     assert any(not torch.equal(v, net_u.state_dict()[k]) for k, v in g.items())
+
+
+def test_verdict_says_plainly_when_we_lose_and_when_a_win_is_noise() -> None:
+    from adass_ray.report import verdict
+
+    def row(method: str, group: str, mean: float, std: float) -> dict:
+        return {"method": method, "group": group, "test_auc_mean": mean, "test_auc_std": std}
+
+    lose = verdict([row("AdaS&S (ours)", "ours", 0.780, 0.001), row("random search", "baseline", 0.785, 0.001),
+                    row("card^0.25 rule", "baseline", 0.770, 0.001)])
+    assert "does **not** beat random search;" in lose and "larger than the seed std" in lose
+    noise = verdict([row("AdaS&S (ours)", "ours", 0.7801, 0.002), row("random search", "baseline", 0.7800, 0.001)])
+    assert "above every baseline" in noise and "not significant" in noise
+    win = verdict([row("AdaS&S (ours)", "ours", 0.79, 0.001), row("random search", "baseline", 0.78, 0.001)])
+    assert "above every baseline" in win and "not significant" not in win
