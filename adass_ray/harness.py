@@ -32,6 +32,7 @@ from adass_ray.training import (
     TrainConfig,
     build_standalone,
     build_supernet,
+    validate,
 )
 
 # --------------------------------------------------------------------------------- training
@@ -47,6 +48,7 @@ def train_local(data: Path, cfg: TrainConfig, kind: str, sizes: tuple[int, ...] 
     torch.set_num_threads(threads)
     fm = FeatureMap.load(data)
     torch.manual_seed(cfg.seed)
+    validate(fm, cfg, kind)
     if kind == "supernet":
         net = build_supernet(fm, cfg.model)
         task: Any = SupernetTask(net, cfg.sampler.build(num_fields=fm.num_fields,

@@ -149,6 +149,28 @@ def validate(fm: FeatureMap, cfg: TrainConfig, kind: str) -> None:
                    hidden=m.hidden, dropout=m.dropout, cross_layers=m.cross_layers)
     if kind == "supernet":
         cfg.sampler.build(num_fields=fm.num_fields, num_candidates=len(m.candidate_sizes or fm.candidate_sizes))
+        message = warmup_warning(fm, cfg)
+        if message:
+            logger.warning(message)
+
+
+def warmup_warning(fm: FeatureMap, cfg: TrainConfig) -> str | None:
+    """A warning when the sampler's warm-up outlasts the whole run (adaptive table sampling and
+    the greedy pool would then never start: the supernet is trained with uniform paths)."""
+    sampler = cfg.sampler
+    if sampler.name not in ("adaptive", "greedy") or (sampler.name == "adaptive" and not sampler.es):
+        return None
+    split = fm.splits.get("train")
+    if split is None:
+        return None
+    rows = min(split.rows, cfg.max_rows) if cfg.max_rows else split.rows
+    steps = -(-rows // cfg.batch_size) * cfg.epochs
+    if sampler.warmup_steps < steps:
+        return None
+    what = "table sampling (ES)" if sampler.name == "adaptive" else "the greedy path pool"
+    return (f"sampler.warmup_steps={sampler.warmup_steps} >= the {steps} steps this run can take "
+            f"({cfg.epochs} epochs of {-(-rows // cfg.batch_size)}): {what} never starts; "
+            f"lower it, e.g. sampler.warmup_steps={max(1, steps // 5)}")
 
 
 def build_supernet(fm: FeatureMap, cfg: ModelConfig) -> Supernet:

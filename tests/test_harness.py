@@ -120,3 +120,18 @@ def test_verdict_says_plainly_when_we_lose_and_when_a_win_is_noise() -> None:
     assert "above every baseline" in noise and "not significant" in noise
     win = verdict([row("AdaS&S (ours)", "ours", 0.79, 0.001), row("random search", "baseline", 0.78, 0.001)])
     assert "above every baseline" in win and "not significant" not in win
+
+
+def test_warns_when_the_sampler_warm_up_outlasts_the_run(tmp_path: Path) -> None:
+    from adass_ray.training import SamplerConfig, warmup_warning
+
+    data = tmp_path / "data"
+    fm = synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=2), data)
+    steps = -(-fm.splits["train"].rows // 256) * 2
+    short = TrainConfig(epochs=2, batch_size=256)  # default warm-up 500 > steps
+    msg = warmup_warning(fm, short)
+    assert msg is not None and f"the {steps} steps" in msg and "table sampling (ES) never starts" in msg
+    assert warmup_warning(fm, TrainConfig(**{**short.__dict__, "sampler": SamplerConfig(warmup_steps=2)})) is None
+    assert warmup_warning(fm, TrainConfig(**{**short.__dict__, "sampler": SamplerConfig(name="uniform")})) is None
+    greedy = TrainConfig(**{**short.__dict__, "sampler": SamplerConfig(name="greedy")})
+    assert "greedy path pool never starts" in (warmup_warning(fm, greedy) or "")
