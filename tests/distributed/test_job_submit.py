@@ -198,7 +198,8 @@ def test_pipeline_and_sweep_jobs(ray_head, tmp_path):
     out = tmp_path / "run"
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    status, logs = submit(ray_head, "jobs/pipeline.py", "--smoke-test", "--tracking-uri", uri, out=out)
+    status, logs = submit(ray_head, "jobs/pipeline.py", "--smoke-test", "--seeds", "1", "--tracking-uri", uri,
+                          out=out)
     assert status == "SUCCEEDED", f"job ended {status}; logs:\n{logs[-8000:]}\n{ray_head.log_tail(2000)}"
 
     # the pipeline's closing summary reached the job's stdout

@@ -83,6 +83,7 @@ def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
     assert not (tmp_path / "s" / "tune").exists()
 
 
+@pytest.mark.slow  # about two minutes: a killed driver, a restored sweep and a clean one to compare
 def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
     """A driver killed mid-sweep (SIGKILL to its whole process group, its local Ray included):
     ``--resume`` restores the Tuner, the interrupted trial continues from its checkpoint, and the
