@@ -1,4 +1,4 @@
-"""One local Ray instance per test module (2 CPUs, no dashboard, quiet)."""
+"""One local Ray instance per test module (2 CPUs, no dashboard, quiet), and a tiny trained supernet."""
 
 from __future__ import annotations
 
@@ -18,3 +18,19 @@ def ray_local():
              _temp_dir=tmp, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, tmp_path_factory):
+    """Tiny synthetic data and a one-epoch supernet on them (one worker): ``(data, supernet)``."""
+    from adass_ray.data import synthetic
+    from adass_ray.distributed.train import fit
+    from adass_ray.training import ModelConfig, TrainConfig
+
+    tmp = tmp_path_factory.mktemp("supernet")
+    data = tmp / "data"
+    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=2), data)
+    cfg = TrainConfig(model=ModelConfig(hidden=(32,)), epochs=1, batch_size=256, num_workers=1,
+                      max_rows=2000, use_gpu="no")
+    fit(data=data, out=tmp / "supernet", cfg=cfg, kind="supernet")
+    return data, tmp / "supernet"

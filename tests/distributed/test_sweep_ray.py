@@ -7,25 +7,12 @@ import json
 import pytest
 
 from adass_ray import stages
-from adass_ray.data import synthetic
-from adass_ray.distributed.train import fit
 from adass_ray.pareto import ParetoPoint, dominates, read_pareto_csv
 from adass_ray.search.agent import SearchConfig
-from adass_ray.training import ModelConfig, TrainConfig
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 CFG = SearchConfig(controllers=1, iterations=4, archs_per_iter=6, val_rows=300)
 
-
-@pytest.fixture(scope="module")
-def trained(ray_local, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep")
-    data = tmp / "data"
-    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=3), data)
-    cfg = TrainConfig(model=ModelConfig(hidden=(32,)), epochs=1, batch_size=256, num_workers=1,
-                      max_rows=2000, use_gpu="no")
-    fit(data=data, out=tmp / "supernet", cfg=cfg, kind="supernet")
-    return data, tmp / "supernet"
 
 
 def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
