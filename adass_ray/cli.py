@@ -54,8 +54,6 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from adass_ray.data import readers
     from adass_ray.data.io import check_output_dir
     from adass_ray.data.prepare import PrepareConfig, prepare
@@ -183,8 +181,6 @@ SMOKE_OVERRIDES = [
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from adass_ray import config as cfgmod
     from adass_ray import stages
     from adass_ray.training import TrainConfig
@@ -227,8 +223,6 @@ def _add_retrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_retrain(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from adass_ray import config as cfgmod
     from adass_ray import stages
     from adass_ray.training import TrainConfig
@@ -265,8 +259,6 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from adass_ray import config as cfgmod
     from adass_ray import stages
     from adass_ray.search.agent import SearchConfig
@@ -309,8 +301,6 @@ def _add_stability(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_stability(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from adass_ray import config as cfgmod
     from adass_ray import stages
     from adass_ray.search.agent import SearchConfig
@@ -349,8 +339,6 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from adass_ray import config as cfgmod
     from adass_ray import stages
     from adass_ray.search.agent import SearchConfig
@@ -396,8 +384,6 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 def _smoke_supernet(out: Path, verbose: bool) -> tuple[str, str]:
     """Tiny data and a tiny supernet beside ``out`` (made once) for ``--smoke-test`` runs."""
-    from pathlib import Path
-
     from adass_ray import config as cfgmod
     from adass_ray import stages
     from adass_ray.training import TrainConfig

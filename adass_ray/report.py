@@ -80,16 +80,16 @@ def unit_supernet(*, data: str, work: str, variant: str, cfg: dict[str, Any]) ->
 
 def unit_search(*, data: str, work: str, method: str, seed: int, budget: int, search: dict[str, Any],
                 evaluations: int | None = None) -> dict[str, Any]:
+    from adass_ray.distributed.search import search_context
     from adass_ray.harness import evolutionary_search, random_search, rl_search
-    from adass_ray.search.evaluator import CachedEvaluator, validation_subsample
+    from adass_ray.search.evaluator import CachedEvaluator
 
     variant, kind, _ = SEARCHES[method]
-    fm = FeatureMap.load(data)
-    net: Any = load_model(Path(work) / f"supernet-{variant}", fm)[0]
-    cfg = replace(cfgmod.from_mapping(SearchConfig, search), seed=seed)
-    batch = validation_subsample(ShardLoader(Path(data), fm, split="valid", shuffle=False), cfg.val_rows, 0)
-    space = SearchSpace.from_feature_map(fm, candidate_sizes=net.candidate_sizes)
-    evaluator = CachedEvaluator(net, batch)
+    base = cfgmod.from_mapping(SearchConfig, search)
+    # the validation rows are the same for every seed (seed 0); the seed drives the search only
+    ctx = search_context(Path(data), Path(work) / f"supernet-{variant}", replace(base, seed=0))
+    cfg, space = replace(base, seed=seed), ctx["space"]
+    evaluator = CachedEvaluator(ctx["net"], ctx["batch"])
     if kind == "rl":
         res = rl_search(evaluator, space, budget, cfg)
     elif kind == "random":

@@ -258,7 +258,7 @@ def search(
         doc = write_sizes_json(out / "sizes.json", space, chosen.arch, budget=limit, provenance=provenance,
                                d_base=cfg.d_base)
         write_json(out / "history.json", state["history"])
-        _search_front(out, data, supernet, cfg, state["history"], space)
+        _search_front(out, cfg, state["history"], space, state["context"])
         tracker.log_metrics({"selected_quality": chosen.quality or float("nan"), "selected_cost": float(chosen.cost),
                              "budget": float(limit), "evaluations": float(len(state["cache"]))})
         tracker.log_artifact(out / "sizes.json")
@@ -271,11 +271,10 @@ def search(
     return {"sizes": doc, "selection": chosen, "history": state["history"]}
 
 
-def _search_front(out: Path, data: Path, supernet: Path, cfg: Any, history: list[dict[str, Any]],
-                  space: Any) -> None:
+def _search_front(out: Path, cfg: Any, history: list[dict[str, Any]], space: Any, ctx: dict[str, Any]) -> None:
     """``pareto.csv`` / ``pareto.png`` of a search: every distinct architecture it scored (embedding
     params against supernet AUC), the front, and the uniform architectures on the same supernet."""
-    from adass_ray.distributed.sweep import search_context, uniform_points
+    from adass_ray.distributed.sweep import uniform_points
     from adass_ray.pareto import ParetoPoint, pareto_front, write_pareto_csv
     from adass_ray.plots import pareto_png
 
@@ -290,7 +289,7 @@ def _search_front(out: Path, data: Path, supernet: Path, cfg: Any, history: list
     write_pareto_csv(out / "pareto.csv", points, front)
     keys = {id(p) for p in front}
     front_records = sorted((r for r, p in zip(records, points, strict=True) if id(p) in keys), key=lambda r: r["cost"])
-    baselines = uniform_points(search_context(data, supernet, cfg))
+    baselines = uniform_points(ctx)
     pareto_png(out / "pareto.png", trials=records, front=front_records, baselines=baselines, point_label="scored",
                title=f"search: {len(records)} architectures scored, {len(front)} on the front")
 
@@ -368,7 +367,8 @@ def sweep(
 
     from adass_ray.artifacts import write_json
     from adass_ray.distributed.runtime import ensure_ray
-    from adass_ray.distributed.sweep import run_tune, search_context, uniform_points
+    from adass_ray.distributed.search import search_context
+    from adass_ray.distributed.sweep import run_tune, uniform_points
     from adass_ray.pareto import ParetoPoint, pareto_front, write_pareto_csv
     from adass_ray.plots import pareto_png
     from adass_ray.search.export import write_sizes_json

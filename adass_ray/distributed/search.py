@@ -88,11 +88,8 @@ def run_search(
     from adass_ray.search.space import Budget
 
     out = Path(out)
-    fm = FeatureMap.load(data)
-    net, blob = load_model(supernet, fm)
-    if not isinstance(net, Supernet):
-        raise ConfigError(f"{supernet} holds a {blob['kind']} model; give the train-supernet output folder")
-    space = SearchSpace.from_feature_map(fm, candidate_sizes=net.candidate_sizes)
+    ctx = search_context(Path(data), Path(supernet), config)
+    fm, net, space, batch = ctx["fm"], ctx["net"], ctx["space"], ctx["batch"]
     budget = Budget.parse(budget_spec).resolve(space, d_base=config.d_base)
     state_path = out / STATE_FILE
     if state_path.exists() and not resume:
@@ -100,7 +97,6 @@ def run_search(
     saved = torch.load(state_path, weights_only=False) if resume and state_path.exists() else None
     out.mkdir(parents=True, exist_ok=True)
 
-    batch = validation_subsample(ShardLoader(data, fm, split="valid", shuffle=False), config.val_rows, config.seed)
     refs = {"weights": ray.put(net.state_dict()), "batch": ray.put(batch)}
     from adass_ray.distributed.runtime import require_resource
 
@@ -109,7 +105,7 @@ def run_search(
     actor_cls = ray.remote(num_cpus=min(1.0, 2.0 / config.controllers), resources=extra)(SearchWorker)
 
     def start(i: int) -> Any:
-        return actor_cls.remote(fm=fm.to_dict(), model_config=blob["model_config"], weights=refs["weights"],
+        return actor_cls.remote(fm=fm.to_dict(), model_config=ctx["model_config"], weights=refs["weights"],
                                 batch=refs["batch"], space=space, budget=budget, config=config, index=i,
                                 fault=fault)
 
@@ -159,7 +155,22 @@ def run_search(
     for a in actors:
         ray.kill(a)
     return {"history": history, "cache": cache, "states": states, "summaries": summaries,
-            "budget": budget, "space": space, "feature_map": fm}
+            "budget": budget, "space": space, "feature_map": fm, "context": ctx}
+
+
+def search_context(data: Path, supernet: Path, cfg: SearchConfig) -> dict[str, Any]:
+    """Load the dataset, the supernet and the validation rows a search scores on (once).
+
+    Raises:
+        ConfigError: ``supernet`` holds a fixed-size model, not a supernet.
+    """
+    fm = FeatureMap.load(data)
+    net, blob = load_model(supernet, fm)
+    if not isinstance(net, Supernet):
+        raise ConfigError(f"{supernet} holds a {blob['kind']} model; give the train-supernet output folder")
+    batch = validation_subsample(ShardLoader(data, fm, split="valid", shuffle=False), cfg.val_rows, cfg.seed)
+    space = SearchSpace.from_feature_map(fm, candidate_sizes=net.candidate_sizes)
+    return {"fm": fm, "net": net, "model_config": blob["model_config"], "batch": batch, "space": space}
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:

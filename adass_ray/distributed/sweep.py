@@ -23,13 +23,10 @@ from typing import Any
 import torch
 
 from adass_ray import config as cfgmod
-from adass_ray.artifacts import load_model
 from adass_ray.data.feature_map import FeatureMap
-from adass_ray.data.loader import ShardLoader
-from adass_ray.errors import AdassError, ConfigError
-from adass_ray.model.supernet import Supernet
+from adass_ray.errors import AdassError
 from adass_ray.search.agent import SearchAgent, SearchConfig
-from adass_ray.search.evaluator import CachedEvaluator, validation_subsample
+from adass_ray.search.evaluator import CachedEvaluator
 from adass_ray.search.space import Budget, SearchSpace, select
 
 logger = logging.getLogger(__name__)
@@ -130,17 +127,6 @@ def _report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(state, Path(tmp) / TRIAL_STATE)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-
-
-def search_context(data: Path, supernet: Path, cfg: SearchConfig) -> dict[str, Any]:
-    """Load the dataset, the supernet and the validation rows a sweep scores on (once)."""
-    fm = FeatureMap.load(data)
-    net, blob = load_model(supernet, fm)
-    if not isinstance(net, Supernet):
-        raise ConfigError(f"{supernet} holds a {blob['kind']} model; give the train-supernet output folder")
-    batch = validation_subsample(ShardLoader(data, fm, split="valid", shuffle=False), cfg.val_rows, cfg.seed)
-    space = SearchSpace.from_feature_map(fm, candidate_sizes=net.candidate_sizes)
-    return {"fm": fm, "net": net, "model_config": blob["model_config"], "batch": batch, "space": space}
 
 
 def uniform_points(ctx: dict[str, Any]) -> list[dict[str, Any]]:
