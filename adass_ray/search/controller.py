@@ -1,8 +1,11 @@
 """Search controllers (DESIGN.md §2.3): policies over architectures (tuples of candidate
-indices, one per field) trained by REINFORCE on per-field advantages ``[N, F]`` that the caller
-computes (baseline and resource competition included). Each controller samples with its own
-seeded ``torch.Generator`` kept in ``state_dict()``, so a restored one proposes exactly what the
-original would have.
+indices, one per field) trained by REINFORCE plus any differentiable term of the policy's
+marginals (the exact expected-cost term of :mod:`adass_ray.search.penalty`).
+
+Optimiser: Adam with β1 = 0 by default (TuNAS: momentum on a noisy policy gradient only
+carries stale directions) and a linear learning-rate ramp over the first ``lr_ramp`` updates.
+Each controller samples with its own seeded ``torch.Generator`` kept in ``state_dict()``, so a
+restored one proposes exactly what the original would have.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from adass_ray.errors import ConfigError
 
 Archs = Sequence[Sequence[int]]
 Pick = Callable[[int, Tensor], Tensor]  # (field f, logits [n, K]) -> choices [n]
+Penalty = Callable[[Tensor], Tensor]  # differentiable marginals [F, K] -> scalar loss
 
 
 @runtime_checkable
@@ -27,9 +31,16 @@ class Controller(Protocol):
 
     num_fields: int
     num_candidates: int
+    entropy_weight: float
+    updates: int
 
     def propose(self, n: int) -> list[tuple[int, ...]]: ...
-    def update(self, archs: Archs, advantages: Tensor | Sequence[Any]) -> None: ...
+    def update(self, archs: Archs, advantages: Tensor | Sequence[Any], *,
+               penalty: Penalty | None = None) -> None: ...
+    def policy_terms(self, archs: Archs) -> tuple[Tensor, Tensor]: ...
+    def marginals(self) -> Tensor: ...
+    def apply(self, loss: Tensor) -> None: ...
+    def current_lr(self) -> float: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
     def probs(self) -> Tensor: ...
@@ -47,6 +58,11 @@ def _check_common(num_fields: int, num_candidates: int, lr: float, entropy_weigh
            f"controller: num_fields={num_fields}, num_candidates={num_candidates}; need >= 1")
     _check(lr > 0 and entropy_weight >= 0 and math.isfinite(lr + entropy_weight),
            f"controller: lr={lr}, entropy_weight={entropy_weight}; need lr > 0, weight >= 0")
+
+
+def _check_optim(betas: tuple[float, float], lr_ramp: int) -> None:
+    _check(len(betas) == 2 and 0 <= betas[0] < 1 and 0 <= betas[1] < 1 and lr_ramp >= 0,
+           f"controller: betas={tuple(betas)}, lr_ramp={lr_ramp}; need betas in [0, 1), ramp >= 0")
 
 
 def _arch_tensor(archs: Archs, nf: int, nk: int) -> Tensor:
@@ -120,29 +136,34 @@ class LSTMPolicy(nn.Module):
 class PolicyController:
     """REINFORCE with Adam on a policy module (:class:`FactorizedPolicy`, :class:`LSTMPolicy`).
 
-    ``probs``, ``argmax`` and ``entropy`` follow the greedy path (each field conditioned on the
-    previous fields' argmax), which for the factorised policy is simply its marginals.
+    ``probs``, ``argmax``, ``entropy`` and ``marginals`` follow the greedy path (each field
+    conditioned on the previous fields' argmax), which for the factorised policy is simply its
+    marginals; for the LSTM they are an approximation of the true marginals (the expected-cost
+    term built on them is then exact only along that path).
 
     Args:
         policy: the policy; lr: Adam learning rate; entropy_weight: bonus weight ``w``;
-            seed: seed of the sampling generator.
+            seed: seed of the sampling generator; betas: Adam's (β1, β2);
+            lr_ramp: updates over which the learning rate rises linearly to ``lr`` (0: none).
     Raises:
-        ConfigError: non-positive sizes or lr, negative entropy weight.
+        ConfigError: non-positive sizes or lr, negative entropy weight, bad betas or ramp.
     """
 
     kind = "policy"
 
     def __init__(self, policy: FactorizedPolicy | LSTMPolicy, *, lr: float, entropy_weight: float,
-                 seed: int) -> None:
+                 seed: int, betas: tuple[float, float] = (0.0, 0.999), lr_ramp: int = 0) -> None:
         self.num_fields, self.num_candidates = policy.num_fields, policy.num_candidates
         _check_common(self.num_fields, self.num_candidates, lr, entropy_weight)
+        _check_optim(betas, lr_ramp)
         self.policy, self.entropy_weight = policy, float(entropy_weight)
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+        self.lr, self.lr_ramp, self.updates = float(lr), int(lr_ramp), 0
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=lr,
+                                          betas=(float(betas[0]), float(betas[1])))
         self.generator = torch.Generator().manual_seed(int(seed))
 
-    def _greedy(self) -> Tensor:  # logits [F, K] along the greedy path
-        with torch.no_grad():
-            return self.policy.rollout(1, lambda _f, z: z.argmax(-1))[0][0].detach()
+    def _greedy(self) -> Tensor:  # logits [F, K] along the greedy path (differentiable)
+        return self.policy.rollout(1, lambda _f, z: z.detach().argmax(-1))[0][0]
 
     def propose(self, n: int) -> list[tuple[int, ...]]:
         """Sample ``n`` architectures (independently, with replacement)."""
@@ -153,41 +174,76 @@ class PolicyController:
         with torch.no_grad():
             return [tuple(row) for row in self.policy.rollout(n, sample)[1].tolist()]
 
-    def update(self, archs: Archs, advantages: Tensor | Sequence[Any]) -> None:
-        """One ascent step on ``mean_n sum_f A[n,f] log pi_f(alpha_nf) + w mean_n sum_f H_f``.
+    def policy_terms(self, archs: Archs) -> tuple[Tensor, Tensor]:
+        """Differentiable ``(log pi per field [N, F], mean summed entropy [])`` of ``archs``.
+
+        Raises:
+            ConfigError: malformed or empty architectures.
+        """
+        a = _arch_tensor(archs, self.num_fields, self.num_candidates)
+        logits, _ = self.policy.rollout(a.shape[0], lambda f, _z: a[:, f])  # teacher-forced
+        chosen = torch.log_softmax(logits, -1).gather(2, a[:, :, None])[:, :, 0]
+        return chosen, _entropy(logits).sum(1).mean()
+
+    def marginals(self) -> Tensor:
+        """Differentiable per-field probabilities ``[F, K]`` (greedy path; see the class)."""
+        return torch.softmax(self._greedy(), -1)
+
+    def current_lr(self) -> float:
+        """The learning rate the next :meth:`apply` uses (the ramp's value)."""
+        if self.lr_ramp <= 0:
+            return self.lr
+        return self.lr * min(1.0, (self.updates + 1) / self.lr_ramp)
+
+    def apply(self, loss: Tensor) -> None:
+        """One Adam step that lowers ``loss`` (built from :meth:`policy_terms` / marginals)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.current_lr()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
+
+    def update(self, archs: Archs, advantages: Tensor | Sequence[Any], *,
+               penalty: Penalty | None = None) -> None:
+        """One step on ``-mean_n sum_f A[n,f] log pi_f(alpha_nf) - w H + penalty(marginals)``.
 
         Args:
-            archs: ``N`` architectures (e.g. the last proposals).
+            archs: ``N`` architectures (the ones credited).
             advantages: ``[N, F]`` per-field advantages, or ``[N]`` shared by every field.
+            penalty: optional differentiable loss of the marginals ``[F, K]``.
         Raises:
             ConfigError: malformed or empty architectures, or malformed advantages.
         """
-        a = _arch_tensor(archs, self.num_fields, self.num_candidates)
-        adv = _advantages(advantages, a.shape[0], self.num_fields)
-        logits, _ = self.policy.rollout(a.shape[0], lambda f, _z: a[:, f])  # teacher-forced
-        chosen = torch.log_softmax(logits, -1).gather(2, a[:, :, None])[:, :, 0]  # [N, F]
-        objective = (adv * chosen).sum(1).mean() + self.entropy_weight * _entropy(logits).sum(1).mean()
-        self.optimizer.zero_grad()
-        (-objective).backward()
-        self.optimizer.step()
+        chosen, entropy = self.policy_terms(archs)
+        adv = _advantages(advantages, chosen.shape[0], self.num_fields)
+        loss = -(adv * chosen).sum(1).mean() - self.entropy_weight * entropy
+        if penalty is not None:
+            loss = loss + penalty(self.marginals()).to(loss.dtype)
+        self.apply(loss)
 
     def probs(self) -> Tensor:
-        """Per-field probabilities ``[F, K]`` (along the greedy path)."""
-        return torch.softmax(self._greedy(), -1)
+        """Per-field probabilities ``[F, K]`` (along the greedy path), detached."""
+        with torch.no_grad():
+            return torch.softmax(self._greedy(), -1)
 
     def argmax(self) -> tuple[int, ...]:
         """The most probable architecture (greedy path)."""
-        return tuple(self._greedy().argmax(-1).tolist())
+        with torch.no_grad():
+            return tuple(self._greedy().argmax(-1).tolist())
 
     def entropy(self) -> float:
         """Sum of the per-field entropies along the greedy path, in nats."""
-        return float(_entropy(self._greedy()).sum())
+        with torch.no_grad():
+            return float(_entropy(self._greedy()).sum())
 
     def state_dict(self) -> dict[str, Any]:
-        """Parameters, optimizer moments and the sampling generator's state."""
-        return {"kind": self.kind, "num_fields": self.num_fields, "num_candidates": self.num_candidates,
+        """Parameters, optimizer moments, the update count and the sampling generator's state."""
+        return {"kind": self.kind, "num_fields": self.num_fields,
+                "num_candidates": self.num_candidates,
                 "policy": {k: v.clone() for k, v in self.policy.state_dict().items()},
-                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "generator": self.generator.get_state()}
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "generator": self.generator.get_state(), "updates": self.updates}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore from :meth:`state_dict` (ConfigError for a state of another kind or shape)."""
@@ -200,6 +256,7 @@ class PolicyController:
             raise ConfigError(f"controller state does not fit: {str(e).splitlines()[0]}") from e
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.generator.set_state(torch.as_tensor(state["generator"], dtype=torch.uint8))
+        self.updates = int(state.get("updates", 0))
 
 
 class FactorizedController(PolicyController):
@@ -209,21 +266,25 @@ class FactorizedController(PolicyController):
         num_fields, num_candidates: ``F``, ``K``; lr: Adam learning rate on ``theta``.
         entropy_weight: weight of the entropy bonus ``sum_f H(softmax theta_f)``.
         seed: sampling seed; init_logits: initial ``theta [F, K]`` (default zeros: uniform).
+        betas, lr_ramp: Adam's betas and the learning-rate ramp (see :class:`PolicyController`).
     Raises:
-        ConfigError: non-positive sizes or lr, negative entropy weight, bad ``init_logits``.
+        ConfigError: non-positive sizes or lr, negative entropy weight, bad ``init_logits``,
+            betas or ramp.
     """
 
     kind = "factorized"
 
     def __init__(self, num_fields: int, num_candidates: int, *, lr: float = 0.05,
                  entropy_weight: float = 1e-3, seed: int = 0,
-                 init_logits: Tensor | Sequence[Sequence[float]] | None = None) -> None:
+                 init_logits: Tensor | Sequence[Sequence[float]] | None = None,
+                 betas: tuple[float, float] = (0.0, 0.999), lr_ramp: int = 0) -> None:
         _check_common(num_fields, num_candidates, lr, entropy_weight)
         theta = torch.zeros(num_fields, num_candidates) if init_logits is None else (
             torch.as_tensor(init_logits, dtype=torch.float32).detach().clone())
         _check(theta.shape == (num_fields, num_candidates) and bool(theta.isfinite().all()),
                f"init_logits {tuple(theta.shape)}: need finite [{num_fields}, {num_candidates}]")
-        super().__init__(FactorizedPolicy(theta), lr=lr, entropy_weight=entropy_weight, seed=seed)
+        super().__init__(FactorizedPolicy(theta), lr=lr, entropy_weight=entropy_weight, seed=seed,
+                         betas=betas, lr_ramp=lr_ramp)
 
 
 class LSTMController(PolicyController):
@@ -233,52 +294,24 @@ class LSTMController(PolicyController):
         num_fields, num_candidates: ``F``, ``K``; hidden: LSTM width; embed: embedding width.
         lr: Adam learning rate; entropy_weight: weight of the per-step entropy bonus.
         seed: seeds the initial weights (not touching the global RNG) and the sampler.
+        betas, lr_ramp: Adam's betas and the learning-rate ramp (see :class:`PolicyController`).
     Raises:
-        ConfigError: non-positive sizes, widths or lr, negative entropy weight.
+        ConfigError: non-positive sizes, widths or lr, negative entropy weight, bad betas/ramp.
     """
 
     kind = "lstm"
 
     def __init__(self, num_fields: int, num_candidates: int, *, hidden: int = 32,
                  embed: int = 16, lr: float = 0.02, entropy_weight: float = 1e-3,
-                 seed: int = 0) -> None:
+                 seed: int = 0, betas: tuple[float, float] = (0.0, 0.999),
+                 lr_ramp: int = 0) -> None:
         _check_common(num_fields, num_candidates, lr, entropy_weight)
         _check(hidden >= 1 and embed >= 1, f"lstm controller: hidden={hidden}, embed={embed}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             policy = LSTMPolicy(num_fields, num_candidates, hidden=hidden, embed=embed)
-        super().__init__(policy, lr=lr, entropy_weight=entropy_weight, seed=seed)
-
-
-class RewardBaseline:
-    """EMA of the mean reward, ``b <- decay * b + (1 - decay) * mean(rewards)``.
-    Raises:
-        ConfigError: ``decay`` outside ``[0, 1)``.
-    """
-
-    def __init__(self, decay: float = 0.9) -> None:
-        _check(0.0 <= decay < 1.0, f"baseline decay={decay}: need 0 <= decay < 1")
-        self.decay = float(decay)
-        self.value: float | None = None
-
-    def update(self, rewards: Tensor | Sequence[float]) -> float:
-        """Fold in rewards ``[N]``; return the baseline to subtract from them: the EMA before
-        this batch (the batch mean on the first call). Raises ConfigError for empty/NaN input."""
-        r = torch.as_tensor(rewards, dtype=torch.float64).flatten()
-        _check(r.numel() > 0 and bool(torch.isfinite(r).all()),
-               "baseline: rewards must be a non-empty set of finite numbers")
-        mean = float(r.mean())
-        base = mean if self.value is None else self.value
-        self.value = self.decay * base + (1.0 - self.decay) * mean
-        return base
-
-    def state_dict(self) -> dict[str, Any]:
-        """``{"decay", "value"}`` (value ``None`` before the first update)."""
-        return {"decay": self.decay, "value": self.value}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`."""
-        self.decay, self.value = float(state["decay"]), state["value"]
+        super().__init__(policy, lr=lr, entropy_weight=entropy_weight, seed=seed, betas=betas,
+                         lr_ramp=lr_ramp)
 
 
 CONTROLLERS: dict[str, type[PolicyController]] = {"factorized": FactorizedController,

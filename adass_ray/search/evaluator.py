@@ -118,7 +118,7 @@ class CachedEvaluator:
         """A copy of the memo ``architecture -> Q``."""
         return dict(self._cache)
 
-    def load_cache(self, scores: Mapping[Sequence[int], float]) -> None:
+    def load_cache(self, scores: Mapping[tuple[int, ...], float]) -> None:
         """Add scores computed elsewhere (same supernet snapshot and rows) to the memo.
 
         Raises:
@@ -221,14 +221,52 @@ def validation_subsample(loader_or_batch: ShardLoader | Batch, rows: int, seed: 
     n = len(batch)
     if rows >= n:
         if rows > n:
-            logger.info("validation subsample: %d rows asked, the source has %d; using all", rows, n)
+            logger.info("validation subsample: %d rows asked, the source has %d; using all",
+                        rows, n)
         return batch
     g = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(n, generator=g)[:rows].sort().values
-    return Batch(
-        ids=batch.ids[idx],
-        multi=tuple(m[idx] for m in batch.multi),
-        dense=batch.dense[idx],
-        label=batch.label[idx],
-    )
+    return _take(batch, torch.randperm(n, generator=g)[:rows].sort().values)
+
+
+def split_rows(batch: Batch, *, seed: int, fraction: float = 0.5) -> tuple[Batch, Batch]:
+    """Split validation rows into a search half (A) and a selection half (B), by label.
+
+    Each label class is shuffled (seeded) and ``round(fraction · n_class)`` of its rows go to A,
+    the rest to B, so both halves keep the label rate; rows keep their original order. Build one
+    :class:`CachedEvaluator` per half: Q_A drives the search, Q_B re-ranks its short list
+    (:func:`~adass_ray.search.selection.rerank`).
+
+    Args:
+        batch: the validation rows. seed: picks the split. fraction: the share that goes to A.
+
+    Returns:
+        ``(batch_a, batch_b)``: disjoint, together every row of ``batch``.
+
+    Raises:
+        ConfigError: ``fraction`` outside (0, 1).
+        DataError: a half would miss a label class (too few rows of one class).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"split fraction={fraction}: need 0 < fraction < 1")
+    g = torch.Generator().manual_seed(int(seed))
+    label = batch.label.detach().cpu()
+    parts: tuple[list[Tensor], list[Tensor]] = ([], [])
+    for value in (0.0, 1.0):
+        rows = torch.nonzero(label == value).flatten()
+        rows = rows[torch.randperm(len(rows), generator=g)]
+        cut = int(round(fraction * len(rows)))
+        if cut < 1 or cut >= len(rows):
+            raise DataError(f"cannot split {len(batch)} validation rows into two halves with "
+                            f"both labels ({len(rows)} rows of label {value:g}); use more rows")
+        parts[0].append(rows[:cut])
+        parts[1].append(rows[cut:])
+    idx_a, idx_b = (torch.cat(p).sort().values for p in parts)
+    return _take(batch, idx_a), _take(batch, idx_b)
+
+
+def _take(batch: Batch, idx: Tensor) -> Batch:
+    """The rows ``idx`` of ``batch`` (on its device)."""
+    idx = idx.to(batch.label.device)
+    return Batch(ids=batch.ids[idx], multi=tuple(m[idx] for m in batch.multi),
+                 dense=batch.dense[idx], label=batch.label[idx])
 

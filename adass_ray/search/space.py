@@ -59,7 +59,8 @@ class SearchSpace:
 
     @classmethod
     def from_feature_map(
-        cls, fm: FeatureMap, *, candidate_sizes: Sequence[int] | None = None, allow_drop: bool = False
+        cls, fm: FeatureMap, *, candidate_sizes: Sequence[int] | None = None,
+        allow_drop: bool = False,
     ) -> SearchSpace:
         """The search space of a prepared dataset.
 
@@ -159,7 +160,8 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.kind not in ("ratio", "abs") or not (math.isfinite(self.value) and self.value > 0):
-            raise ConfigError(f"budget {self.kind}:{self.value!r}: expected a positive, finite value")
+            raise ConfigError(f"budget {self.kind}:{self.value!r}: expected a positive, "
+                              "finite value")
 
     @classmethod
     def parse(cls, spec: str | float | Budget) -> Budget:
@@ -196,14 +198,15 @@ class Budget:
             raise ConfigError(f"d_base {d_base!r}: expected a positive integer size")
         uniform, lo = space.uniform_cost(d_base), space.min_cost()
         # Fraction(str(x)) is the decimal the user wrote, so 0.7 × 1000 floors to 700, not 699.
-        b = int(self.value) if self.kind == "abs" else math.floor(Fraction(str(self.value)) * uniform)
+        b = (int(self.value) if self.kind == "abs"
+             else math.floor(Fraction(str(self.value)) * uniform))
         if b < lo:
             # Round the suggested ratio *up* to 2 decimals so that following the advice works.
             need = Fraction(math.ceil(Fraction(100 * lo, uniform)), 100)
             hint = f"{float(need):g}" if need <= 1 else f"ratio:{float(need):g}"
             smallest = f"{lo:,} params: every field at size {space.candidate_sizes[0]}"
-            raise ConfigError(f"budget {b:,} params is below the smallest architecture ({smallest});"
-                              f" raise --budget to at least {hint} (or abs:{lo})")
+            raise ConfigError(f"budget {b:,} params is below the smallest architecture "
+                              f"({smallest}); raise --budget to at least {hint} (or abs:{lo})")
         return b
 
 
@@ -229,7 +232,8 @@ def repair(space: SearchSpace, arch: Sequence[int], budget: int) -> Arch:
     if total <= budget:
         return tuple(a)
     if budget < space.min_cost():
-        raise ConfigError(f"cannot repair to {budget:,} params: the minimum is {space.min_cost():,}")
+        raise ConfigError(f"cannot repair to {budget:,} params: the minimum is "
+                          f"{space.min_cost():,}")
     # Max-heap on (cost, -index): the biggest consumer pays first; equal costs go by field order.
     heap = [(-c, f) for f, c in enumerate(fc) if a[f] > 0]
     heapq.heapify(heap)
@@ -252,6 +256,10 @@ class Selection:
         arch, sizes, cost: the architecture, its size per field and C(arch); budget: B (params).
         quality: Q(arch) from the history; None when repaired (never scored) or unscored.
         repaired: no seen architecture was feasible, so the best one (``repaired_from``) was.
+        quality_b: Q_B(arch) on the selection half when chosen by
+            :func:`~adass_ray.search.selection.rerank`, else None.
+        lam: the λ of the trade-off the choice was made under (0: the budget mode).
+        candidates: the architectures re-ranked on the selection half (empty for ``select``).
     """
 
     arch: Arch
@@ -261,6 +269,9 @@ class Selection:
     budget: int
     repaired: bool = False
     repaired_from: Arch | None = None
+    quality_b: float | None = None
+    lam: float = 0.0
+    candidates: tuple[Arch, ...] = ()
 
 
 def select(space: SearchSpace, history: History, budget: int) -> Selection:
@@ -282,7 +293,8 @@ def select(space: SearchSpace, history: History, budget: int) -> Selection:
     # Keys sort best-first: (unscored?, -quality, cost, arch).
     keys = [_rank_key(space, space.validate(arch), q) for arch, q in history]
     if not keys:
-        raise ConfigError("select: the search evaluated no architectures; run at least one iteration")
+        raise ConfigError("select: the search evaluated no architectures; "
+                          "run at least one iteration")
     feasible = [k for k in keys if k[2] <= budget]
     if feasible:
         unscored, neg_q, cost, a = min(feasible)

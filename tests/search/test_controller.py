@@ -13,9 +13,9 @@ from adass_ray.search.controller import (
     Controller,
     FactorizedController,
     LSTMController,
-    RewardBaseline,
     build_controller,
 )
+from adass_ray.search.penalty import standardised_advantages
 
 F, K = 6, 4
 PLANTED = (3, 0, 2, 1, 3, 2)
@@ -37,11 +37,10 @@ def planted_reward(arch: tuple[int, ...]) -> float:
 
 
 def train(ctrl: Controller, iterations: int, n: int = 16) -> None:
-    baseline = RewardBaseline(0.9)
     for _ in range(iterations):
         archs = ctrl.propose(n)
         rewards = torch.tensor([planted_reward(a) for a in archs])
-        ctrl.update(archs, rewards - baseline.update(rewards))
+        ctrl.update(archs, standardised_advantages(rewards))
 
 
 def test_factorized_learns_planted_architecture() -> None:
@@ -85,20 +84,18 @@ def test_entropy_bonus_keeps_policy_from_collapsing() -> None:
     frozen = FactorizedController(F, K, entropy_weight=0.0, init_logits=peaked)
     start = flat.entropy()
     for ctrl in (flat, frozen):
-        baseline = RewardBaseline()
         for _ in range(100):  # flat rewards: the advantages are exactly zero
             archs = ctrl.propose(8)
-            ctrl.update(archs, torch.ones(8) - baseline.update(torch.ones(8)))
+            ctrl.update(archs, standardised_advantages(torch.ones(8)))
     assert frozen.entropy() == pytest.approx(start)
     assert flat.entropy() > start + 0.5 * (F * math.log(K) - start)
     # Noisy rewards unrelated to the architecture: the bonus keeps every choice alive.
     noisy = FactorizedController(F, K, entropy_weight=0.05, seed=3)
     g = torch.Generator().manual_seed(0)
-    baseline = RewardBaseline()
     for _ in range(300):
         archs = noisy.propose(8)
         rewards = torch.rand(8, generator=g)
-        noisy.update(archs, rewards - baseline.update(rewards))
+        noisy.update(archs, 0.2 * standardised_advantages(rewards))
     assert float(noisy.probs().min()) > 0.1
 
 
@@ -135,14 +132,43 @@ def test_saved_state_is_a_snapshot(name: str) -> None:
     assert second.propose(10) == expected
 
 
-def test_baseline_is_an_ema() -> None:
-    b = RewardBaseline(decay=0.5)
-    assert b.update([1.0, 3.0]) == 2.0  # first call: the batch mean
-    assert b.update([4.0]) == 2.0  # then the EMA before the batch
-    assert b.value == pytest.approx(3.0)
-    restored = RewardBaseline()
-    restored.load_state_dict(b.state_dict())
-    assert restored.update([0.0]) == pytest.approx(3.0)
+def test_learning_rate_ramp_and_beta1_zero() -> None:
+    ctrl = FactorizedController(2, 3, lr=0.3, lr_ramp=3, entropy_weight=0.0)
+    assert ctrl.optimizer.defaults["betas"] == (0.0, 0.999)
+    seen = []
+    for _ in range(5):
+        seen.append(ctrl.current_lr())
+        ctrl.update([(0, 0), (1, 1)], torch.tensor([1.0, -1.0]))
+    assert seen == pytest.approx([0.1, 0.2, 0.3, 0.3, 0.3])
+    assert ctrl.optimizer.param_groups[0]["lr"] == pytest.approx(0.3)
+    state = ctrl.state_dict()
+    assert state["updates"] == 5
+    other = FactorizedController(2, 3, lr=0.3, lr_ramp=3)
+    other.load_state_dict(state)
+    assert other.current_lr() == pytest.approx(0.3)
+
+
+def test_penalty_of_the_marginals_is_differentiable() -> None:
+    """A penalty that rewards mass on candidate 0 moves every field there, with zero advantages."""
+    for name in ("factorized", "lstm"):
+        ctrl = build_controller(name, num_fields=F, num_candidates=K, lr=0.1, entropy_weight=0.0)
+        marg = ctrl.marginals()
+        assert marg.requires_grad and torch.allclose(marg.sum(1), torch.ones(F))
+        before = ctrl.probs()[:, 0].clone()
+        for _ in range(5):
+            ctrl.update([(1,) * F, (2,) * F], torch.zeros(2), penalty=lambda p: -p[:, 0].sum())
+        assert bool((ctrl.probs()[:, 0] > before).all()), name
+
+
+def test_policy_terms_are_the_log_probs_of_the_given_archs() -> None:
+    theta = torch.randn(F, K, generator=torch.Generator().manual_seed(3))
+    ctrl = FactorizedController(F, K, init_logits=theta)
+    archs = [PLANTED, (0,) * F]
+    logp, entropy = ctrl.policy_terms(archs)
+    want = torch.log_softmax(theta, -1)
+    for row, arch in enumerate(archs):
+        torch.testing.assert_close(logp[row], want[torch.arange(F), torch.tensor(arch)])
+    assert float(entropy.detach()) == pytest.approx(ctrl.entropy(), rel=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -156,8 +182,8 @@ def test_baseline_is_an_ema() -> None:
         (lambda: FactorizedController(2, 3, entropy_weight=-1.0), "entropy_weight"),
         (lambda: FactorizedController(2, 3, init_logits=torch.zeros(3, 2)), "init_logits"),
         (lambda: LSTMController(2, 3, hidden=0), "hidden"),
-        (lambda: RewardBaseline(decay=1.0), "decay"),
-        (lambda: RewardBaseline().update([]), "rewards"),
+        (lambda: FactorizedController(2, 3, betas=(1.0, 0.9)), "betas"),
+        (lambda: FactorizedController(2, 3, lr_ramp=-1), "lr_ramp"),
         (lambda: FactorizedController(2, 3).update([(0, 3)], [1.0]), "architectures"),
         (lambda: FactorizedController(2, 3).update([(0, 1)], [[1.0]]), "advantages"),
         (lambda: FactorizedController(2, 3).update([], []), "architectures"),

@@ -12,7 +12,12 @@ from adass_ray.data.feature_map import FeatureMap, FieldSpec
 from adass_ray.errors import ConfigError, DataError
 from adass_ray.model.supernet import Supernet
 from adass_ray.search import evaluator as ev
-from adass_ray.search.evaluator import CachedEvaluator, naive_quality, validation_subsample
+from adass_ray.search.evaluator import (
+    CachedEvaluator,
+    naive_quality,
+    split_rows,
+    validation_subsample,
+)
 
 FM = FeatureMap(
     name="tiny",
@@ -51,7 +56,7 @@ def make_batch(rows: int = ROWS, seed: int = 0) -> Batch:
 
 def make_net(layout: str, backbone: str = "dnn") -> Supernet:
     torch.manual_seed(0)
-    return Supernet.from_feature_map(FM, d=8, backbone=backbone, hidden=(16, 8), layout=layout,
+    return Supernet.from_feature_map(FM, d=16, backbone=backbone, hidden=(16, 8), layout=layout,
                                      candidate_sizes=(0, 4, 8, 16))
 
 
@@ -162,3 +167,28 @@ def test_bad_input() -> None:
     for bad in [(0,) * (NF - 1), (K,) * NF]:
         with pytest.raises(ConfigError, match="architecture"):
             evaluator.evaluate([bad])
+
+
+def test_split_rows_is_disjoint_stratified_and_seeded() -> None:
+    batch = make_batch(rows=101)
+    a, b = split_rows(batch, seed=3)
+    assert len(a) + len(b) == 101 and abs(len(a) - len(b)) <= 2
+    key = [tuple(r) + (float(y),) for r, y in zip(batch.ids.tolist(), batch.label, strict=True)]
+    rows_a = [key.index(tuple(r) + (float(y),)) for r, y in zip(a.ids.tolist(), a.label,
+                                                                 strict=True)]
+    assert rows_a == sorted(rows_a)  # original order kept
+    pos = float(batch.label.mean())
+    assert abs(float(a.label.mean()) - pos) < 0.03 and abs(float(b.label.mean()) - pos) < 0.03
+    a2, _ = split_rows(batch, seed=3)
+    a3, _ = split_rows(batch, seed=4)
+    assert torch.equal(a.ids, a2.ids) and not torch.equal(a.ids, a3.ids)
+    net = make_net("separate")
+    arch = random_archs(1)[0]
+    # One evaluator per half: Q_A and Q_B are the same architecture on different rows.
+    assert CachedEvaluator(net, a).evaluate([arch]) != CachedEvaluator(net, b).evaluate([arch])
+    with pytest.raises(ConfigError):
+        split_rows(batch, seed=0, fraction=1.0)
+    few = Batch(ids=batch.ids[:3], multi=tuple(m[:3] for m in batch.multi),
+                dense=batch.dense[:3], label=torch.tensor([0.0, 0.0, 1.0]))
+    with pytest.raises(DataError, match="both labels"):
+        split_rows(few, seed=0)

@@ -103,7 +103,8 @@ def test_budget_parse(spec: str | float, kind: str, value: float) -> None:
     assert (b.kind, b.value) == (kind, value)
 
 
-@pytest.mark.parametrize("spec", ["", "abc", "0", "-0.5", "nan", "inf", "abs:-3", "1.5", "abs:0.5", "pct:3"])
+@pytest.mark.parametrize("spec", ["", "abc", "0", "-0.5", "nan", "inf", "abs:-3", "1.5", "abs:0.5",
+                                  "pct:3"])
 def test_budget_parse_rejects(spec: str) -> None:
     with pytest.raises(ConfigError) as e:
         Budget.parse(spec)
@@ -179,7 +180,8 @@ def _cases(draw: st.DrawFn) -> tuple[SearchSpace, int, list[tuple[tuple[int, ...
     vocab = tuple(draw(st.lists(st.integers(1, 10**6), min_size=n_fields, max_size=n_fields)))
     sizes = sorted(draw(st.sets(st.integers(1, 128), min_size=1, max_size=6)))
     drop = draw(st.booleans())
-    sp = SearchSpace(tuple(f"f{i}" for i in range(n_fields)), vocab, tuple([0] * drop + sizes), drop)
+    names = tuple(f"f{i}" for i in range(n_fields))
+    sp = SearchSpace(names, vocab, tuple([0] * drop + sizes), drop)
     budget = draw(st.integers(max(sp.min_cost(), 1), sp.max_cost() + 10))
     arch = st.lists(st.integers(0, sp.num_candidates - 1), min_size=n_fields, max_size=n_fields)
     quality = st.floats(0, 1) | st.just(float("nan"))
