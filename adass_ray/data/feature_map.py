@@ -33,7 +33,13 @@ from adass_ray.errors import DataError
 FORMAT_VERSION = 1
 FEATURE_MAP_FILE = "feature_map.json"
 OOV_ID = 0
-DEFAULT_CANDIDATE_SIZES: tuple[int, ...] = (4, 8, 16, 32, 64)
+# Default candidate sizes and the unified width d they are meant for, set together: no candidate
+# may exceed d (the capacity rule, DESIGN.md §2.1: with s > d, E·W spans the same V×d matrices as
+# s = d). The model's default d must equal DEFAULT_UNIFIED_WIDTH. Sizes 1 and 2 serve tight
+# budgets; a leading 0 (= drop the field) is allowed in a feature map's sizes too, but the
+# default leaves drops to the search space (its ``allow_drop``).
+DEFAULT_UNIFIED_WIDTH = 16
+DEFAULT_CANDIDATE_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16)
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 FieldKind = Literal["categorical", "numeric", "multi_valued"]
@@ -83,10 +89,13 @@ class FieldSpec:
                 "expected an integer >= 1 (the OOV id counts)"
             )
         if self.oov_id != OOV_ID:
-            raise DataError(f"feature map: field {self.name!r} has oov_id {self.oov_id}; expected 0")
+            raise DataError(
+                f"feature map: field {self.name!r} has oov_id {self.oov_id}; expected 0"
+            )
         if self.kind == "multi_valued" and (self.max_len is None or self.max_len < 1):
             raise DataError(
-                f"feature map: multi-valued field {self.name!r} needs max_len >= 1, got {self.max_len!r}"
+                f"feature map: multi-valued field {self.name!r} needs max_len >= 1, "
+                f"got {self.max_len!r}"
             )
 
 
@@ -194,7 +203,9 @@ class FeatureMap:
                 name=str(d["name"]),
                 label=str(d["label"]),
                 fields=fields,
-                candidate_sizes=tuple(int(s) for s in d.get("candidate_sizes", DEFAULT_CANDIDATE_SIZES)),
+                candidate_sizes=tuple(
+                    int(s) for s in d.get("candidate_sizes", DEFAULT_CANDIDATE_SIZES)
+                ),
                 splits=splits,
                 metadata=dict(d.get("metadata", {})),
                 version=int(version),
@@ -202,7 +213,9 @@ class FeatureMap:
         except DataError as e:
             raise DataError(f"{source}: {e}") from None
         except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{source}: malformed ({type(e).__name__}: {e}); re-run `adass-ray prepare`") from None
+            raise DataError(
+                f"{source}: malformed ({type(e).__name__}: {e}); re-run `adass-ray prepare`"
+            ) from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically (temp file in the same folder, then rename)."""
@@ -224,12 +237,31 @@ class FeatureMap:
 
 
 def validate_candidate_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
-    """Check candidate sizes are positive, strictly increasing integers and return them."""
+    """Check candidate sizes: positive, strictly increasing integers after an optional leading 0.
+
+    A leading 0 means "drop the field" (it leaves the model). The capacity rule (no size above
+    the unified width d) is checked where sizes meet d, by the model.
+
+    Args:
+        sizes: ``(s_1 < ... < s_K)``, optionally starting with 0.
+
+    Returns:
+        The sizes as a tuple.
+
+    Raises:
+        DataError: a one-line message naming the offending sizes.
+    """
     sizes = tuple(sizes)
-    if not sizes:
-        raise DataError("candidate sizes: empty; give at least one size, e.g. 4,8,16,32,64")
-    if any((not isinstance(s, int)) or isinstance(s, bool) or s <= 0 for s in sizes):
-        raise DataError(f"candidate sizes {list(sizes)}: every size must be a positive integer")
+    positive = sizes[1:] if sizes[:1] == (0,) else sizes
+    if not positive:
+        raise DataError(
+            f"candidate sizes {list(sizes)}: give at least one positive size, e.g. 1,2,4,8,16"
+        )
+    if any((not isinstance(s, int)) or isinstance(s, bool) or s <= 0 for s in positive):
+        raise DataError(
+            f"candidate sizes {list(sizes)}: every size must be a positive integer "
+            "(0 only first, = drop the field)"
+        )
     if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
         raise DataError(f"candidate sizes {list(sizes)}: must be strictly increasing")
     return sizes

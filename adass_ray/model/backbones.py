@@ -294,4 +294,6 @@ def backbone_for_feature_map(fm: FeatureMap, name: str, *, d: int, **kwargs: Any
         ConfigError: unknown name or option, or bad sizes.
     """
     check_backbone_options(kwargs)
-    return build_backbone(name, num_fields=fm.num_fields, d=d, num_dense=len(fm.numeric_fields), **kwargs)
+    return build_backbone(
+        name, num_fields=fm.num_fields, d=d, num_dense=len(fm.numeric_fields), **kwargs
+    )

@@ -3,7 +3,9 @@
 For every field f and candidate size s there is a table ``E_{f,s}`` (``V_f x s``) and a unifier
 ``u_{f,s}(x) = LN_{f,s}(E_{f,s}[x] @ W_{f,s})`` to the common width ``d``. LayerNorm has its own
 affine parameters per (field, size): candidates share no weights (the ``nested`` layout shares
-only the table). A leading candidate size 0 means "field dropped": the field's output is zero.
+only the table). A leading candidate size 0 means "field dropped": the field's output is zero,
+and it has a candidate index but no table. No candidate may exceed ``d`` (the capacity rule, see
+:func:`adass_ray.model.unifier.validate_sizes`); sizes 1 and 2 are ordinary candidates.
 
 Storage is fused so that a batch in which every row has its own architecture costs about what one
 fixed architecture costs:
@@ -33,75 +35,18 @@ from torch import Tensor, nn
 
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
+from adass_ray.model.unifier import (
+    init_proj,
+    init_table,
+    pooled_lookup,
+    unify,
+    validate_sizes,
+)
+
+__all__ = ["LAYOUTS", "CandidateEmbeddings", "RoutePlan", "validate_sizes"]
 
 LAYOUTS: tuple[str, ...] = ("separate", "nested")
 DEFAULT_CHUNK = 128
-
-
-def validate_sizes(candidate_sizes: Sequence[int], d: int) -> tuple[int, ...]:
-    """Check candidate sizes (positive, strictly increasing, optional leading 0) and ``d > 0``.
-
-    Raises:
-        ConfigError: a one-line message naming the offending values.
-    """
-    sizes = tuple(candidate_sizes)
-    if not isinstance(d, int) or isinstance(d, bool) or d < 1:
-        raise ConfigError(f"embedding width d={d!r}: must be a positive integer")
-    positive = sizes[1:] if sizes[:1] == (0,) else sizes
-    if not positive:
-        raise ConfigError(f"candidate sizes {list(sizes)}: give at least one positive size")
-    if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in positive):
-        raise ConfigError(
-            f"candidate sizes {list(sizes)}: sizes must be positive integers (0 only first, = drop)"
-        )
-    if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
-        raise ConfigError(f"candidate sizes {list(sizes)}: must be strictly increasing")
-    return sizes
-
-
-def pooled_lookup(table: Tensor, ids: Tensor, offset: Tensor | int, *, sparse: bool) -> Tensor:
-    """Mean of a multi-valued field's vectors over its non-padding ids.
-
-    Args:
-        table: flat table ``[R, s]``.
-        ids: ``[N, L]`` field-local ids, ``-1`` = padding (id 0, the OOV id, is looked up).
-        offset: the field's first row in ``table`` (int or 0-d tensor).
-        sparse: produce a sparse gradient for ``table``.
-
-    Returns:
-        ``[N, s]``; an all-padding row gives a zero vector.
-    """
-    valid = ids >= 0
-    count = valid.sum(dim=1, keepdim=True).clamp_min(1)
-    weights = valid.to(table.dtype) / count
-    # Padding reads the field's OOV row with weight 0: exact zero contribution and zero gradient.
-    flat = torch.where(valid, ids, 0) + offset
-    return F.embedding_bag(flat, table, mode="sum", per_sample_weights=weights, sparse=sparse)
-
-
-def unify(emb: Tensor, proj: Tensor, ln_weight: Tensor, ln_bias: Tensor) -> Tensor:
-    """Per-group unifier ``LN(emb @ W)`` with per-group LayerNorm affine.
-
-    Args:
-        emb: ``[G, N, s]`` looked-up vectors of G groups (a group = one field's weights).
-        proj: ``[G, s, d]``; ln_weight, ln_bias: ``[G, d]``.
-
-    Returns:
-        ``[G, N, d]``.
-    """
-    x = torch.bmm(emb, proj)
-    x = F.layer_norm(x, (x.shape[-1],))
-    return torch.addcmul(ln_bias.unsqueeze(1), x, ln_weight.unsqueeze(1))
-
-
-def init_table(table: Tensor) -> None:
-    """Initial values of an embedding table (small normal; the unifier's LN fixes the scale)."""
-    nn.init.normal_(table, std=0.01)
-
-
-def init_proj(proj: Tensor) -> None:
-    """Initial unifier weights ``[..., s, d]``: variance ``1/s`` keeps ``E @ W`` at E's scale."""
-    nn.init.normal_(proj, std=proj.shape[-2] ** -0.5)
 
 
 class _UniqueGather(torch.autograd.Function):

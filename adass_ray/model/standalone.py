@@ -21,8 +21,8 @@ from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
 from adass_ray.model.backbones import backbone_for_feature_map
-from adass_ray.model.embeddings import init_proj, init_table, pooled_lookup, unify
 from adass_ray.model.supernet import Supernet, resolve_sizes
+from adass_ray.model.unifier import capacity_error, init_proj, init_table, pooled_lookup, unify
 
 
 class MixedEmbeddings(nn.Module):
@@ -31,12 +31,13 @@ class MixedEmbeddings(nn.Module):
     Args:
         vocab_sizes: ``V_f`` per field (feature-map order).
         multi_valued: per field, whether it is multi-valued (mean-pooled).
-        sizes: ``alpha_f`` per field, 0 = dropped.
-        d: common output width.
+        sizes: ``alpha_f`` per field, 0 = dropped (no table, no unifier, zero output).
+        d: common output width; every ``alpha_f <= d`` (the capacity rule).
         sparse: make table gradients sparse.
+        field_names: names for error messages (default ``f0, f1, ...``).
 
     Raises:
-        ConfigError: mismatched lengths, negative sizes or ``d < 1``.
+        ConfigError: mismatched lengths, negative sizes, ``d < 1`` or a size above ``d``.
     """
 
     offsets: Tensor  # [F_kept] row offset of each kept field in its group's table (group order)
@@ -51,13 +52,27 @@ class MixedEmbeddings(nn.Module):
         sizes: Sequence[int],
         d: int,
         sparse: bool = False,
+        field_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         nf = len(vocab_sizes)
-        if d < 1 or len(multi_valued) != nf or len(sizes) != nf or any(s < 0 for s in sizes):
+        if (
+            not isinstance(d, int)
+            or isinstance(d, bool)
+            or d < 1
+            or len(multi_valued) != nf
+            or len(sizes) != nf
+            or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in sizes)
+        ):
             raise ConfigError(
-                f"stand-alone embeddings: need d >= 1 and {nf} sizes >= 0; got {list(sizes)}, d={d}"
+                f"stand-alone embeddings: need d >= 1 and {nf} integer sizes >= 0; "
+                f"got {list(sizes)}, d={d!r}"
             )
+        names = tuple(field_names) if field_names else tuple(f"f{i}" for i in range(nf))
+        above = [f for f in range(nf) if sizes[f] > d]
+        if above:
+            labels = [f"{names[f]}={sizes[f]}" for f in above]
+            raise capacity_error("stand-alone sizes", labels, max(sizes), d)
         self.vocab_sizes, self.sizes = tuple(vocab_sizes), tuple(sizes)
         self.d, self.sparse = d, sparse
         single_cols = {f: i for i, f in enumerate(f for f in range(nf) if not multi_valued[f])}
@@ -97,16 +112,29 @@ class MixedEmbeddings(nn.Module):
             init_proj(p)
 
     def field_params(self, field: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Views ``(table [V_f, s], W [s, d], ln_weight [d], ln_bias [d])`` of a kept field."""
+        """The parameters of one kept field, as views of the fused storage.
+
+        Args:
+            field: feature-map index of a field whose size is not 0.
+
+        Returns:
+            ``(table [V_f, s], W [s, d], ln_weight [d], ln_bias [d])``.
+
+        Raises:
+            KeyError: the field is dropped (it has no table and no unifier).
+        """
         key, p, row = self._where[field]
         table = self.tables[key][row : row + self.vocab_sizes[field]]
         return table, self.proj[key][p], self.ln_weight[key][p], self.ln_bias[key][p]
 
     def forward(self, ids: Tensor, multi: Sequence[Tensor]) -> Tensor:
-        """Unified vectors ``[B, F, d]`` (zeros for dropped fields).
+        """Unified vectors of every field; a dropped field gives an exact zero vector.
 
         Args:
             ids: ``[B, F_single]`` single-valued ids; multi: ``[B, L_m]`` per multi-valued field.
+
+        Returns:
+            ``[B, F, d]`` (all zeros when every field is dropped).
         """
         b, parts, done = ids.shape[0], [], 0
         for s, singles, multis in self.groups:
@@ -154,8 +182,17 @@ class StandaloneModel(nn.Module):
     ) -> StandaloneModel:
         """Fresh model with per-field ``sizes`` (sequence, or ``field -> size``; 0 = drop).
 
+        Args:
+            fm: the feature map (fields, V_f, numeric fields for DLRM).
+            sizes: ``alpha_f`` per field, each in ``0..d``.
+            d: the unified width; backbone: a name from ``BACKBONES``.
+            sparse: sparse table gradients; backbone_kwargs: to ``build_backbone``.
+
+        Returns:
+            The model, freshly initialised.
+
         Raises:
-            ConfigError: bad sizes, width or backbone.
+            ConfigError: bad sizes (a size above ``d`` included), width or backbone.
         """
         emb = MixedEmbeddings(
             vocab_sizes=fm.vocab_sizes,
@@ -163,6 +200,7 @@ class StandaloneModel(nn.Module):
             sizes=resolve_sizes(sizes, fm.field_names),
             d=d,
             sparse=sparse,
+            field_names=fm.field_names,
         )
         net = backbone_for_feature_map(fm, backbone, d=d, **backbone_kwargs)
         return cls(embeddings=emb, backbone=net)
@@ -172,6 +210,13 @@ class StandaloneModel(nn.Module):
         cls, supernet: Supernet, sizes: Sequence[int] | Mapping[str, int]
     ) -> StandaloneModel:
         """Inherit the supernet's weights for one architecture (tables, unifiers, LN, backbone).
+
+        Args:
+            supernet: the trained supernet.
+            sizes: one candidate size per field (sequence, or ``field -> size``; 0 = drop).
+
+        Returns:
+            A model whose logits equal ``supernet(batch, arch)`` for that architecture.
 
         Raises:
             ConfigError: a size that is not one of the supernet's candidates.
@@ -185,6 +230,7 @@ class StandaloneModel(nn.Module):
             sizes=sizes,
             d=src.d,
             sparse=src.sparse,
+            field_names=supernet.field_names,
         )
         with torch.no_grad():
             for f, k in enumerate(arch):
@@ -197,15 +243,26 @@ class StandaloneModel(nn.Module):
         return cls(embeddings=emb, backbone=copy.deepcopy(supernet.backbone))
 
     def forward(self, batch: Batch) -> Tensor:
-        """Logits ``[B]``."""
+        """Logits of a batch.
+
+        Args:
+            batch: ids ``[B, F_single]``, multi-valued ids, dense ``[B, D]``.
+
+        Returns:
+            Logits ``[B]``.
+        """
         return self.backbone(self.embeddings(batch.ids, batch.multi), batch.dense)
 
     def embedding_params(self) -> int:
-        """``C(alpha) = sum_f V_f * alpha_f`` (the budgeted figure)."""
+        """``C(alpha) = sum_f V_f * alpha_f`` (the budgeted figure; a dropped field costs 0)."""
         return sum(
             v * s for v, s in zip(self.embeddings.vocab_sizes, self.embeddings.sizes, strict=True)
         )
 
     def total_params(self) -> int:
-        """Every parameter: tables, unifiers, LayerNorms and backbone."""
+        """Every parameter: tables, unifiers, LayerNorms and backbone.
+
+        A dropped field has no table or unifier; the backbone keeps its input slot (a zero
+        vector), so its input weights for that slot are still counted.
+        """
         return sum(p.numel() for p in self.parameters())

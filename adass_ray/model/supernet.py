@@ -21,6 +21,7 @@ from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
 from adass_ray.model.backbones import backbone_for_feature_map
 from adass_ray.model.embeddings import CandidateEmbeddings
+from adass_ray.model.unifier import validate_sizes
 
 Arch = Tensor | Sequence[int]
 
@@ -47,6 +48,10 @@ class Supernet(nn.Module):
         embeddings: the candidate tables and unifiers.
         backbone: maps ``(fields [B, F, d], dense [B, D])`` to logits ``[B]``.
         field_names: field names in feature-map order (for size mappings and reports).
+
+    Raises:
+        ConfigError: a candidate size above the unified width ``d`` (the capacity rule), or
+            field names that do not match the fields.
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class Supernet(nn.Module):
         field_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
+        validate_sizes(embeddings.candidate_sizes, embeddings.d)
         self.embeddings, self.backbone = embeddings, backbone
         nf = embeddings.num_fields
         self.field_names = tuple(field_names) if field_names else tuple(f"f{i}" for i in range(nf))
@@ -135,7 +141,15 @@ class Supernet(nn.Module):
         return self.embeddings.all_candidates(batch.ids, batch.multi)
 
     def forward_from_unified(self, unified: Tensor, dense: Tensor) -> Tensor:
-        """Backbone logits ``[B]`` from unified vectors ``[B, F, d]`` and dense values ``[B, D]``."""
+        """Backbone logits from cached unified vectors.
+
+        Args:
+            unified: ``[B, F, d]`` (e.g. :func:`select_unified` of :meth:`all_unified`).
+            dense: ``[B, D]`` dense values of the numeric fields.
+
+        Returns:
+            Logits ``[B]``.
+        """
         return self.backbone(unified, dense)
 
     def forward(self, batch: Batch, arch: Arch) -> Tensor:

@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from adass_ray.data.feature_map import FeatureMap, FieldSpec, SplitInfo, validate_candidate_sizes
+from adass_ray.data.feature_map import (
+    DEFAULT_CANDIDATE_SIZES,
+    DEFAULT_UNIFIED_WIDTH,
+    FeatureMap,
+    FieldSpec,
+    SplitInfo,
+    validate_candidate_sizes,
+)
 from adass_ray.errors import DataError
 
 
@@ -32,7 +39,9 @@ def test_json_round_trip(tmp_path):
     ({"fields": (FieldSpec(name="a", kind="categorical", vocab_size=2),) * 2}, "duplicate"),
     ({"label": "a"}, "label"),
     ({"candidate_sizes": (8, 4)}, "increasing"),
-    ({"candidate_sizes": (0, 4)}, "positive"),
+    ({"candidate_sizes": (4, 0)}, "positive"),
+    ({"candidate_sizes": (0,)}, "positive size"),
+    ({"candidate_sizes": (0, 0, 4)}, "positive"),
     ({"splits": {"holdout": SplitInfo(rows=1, files=())}}, "unknown split"),
 ])
 def test_invalid_maps_are_refused(bad, match):
@@ -72,3 +81,17 @@ def test_candidate_sizes_validation():
     assert validate_candidate_sizes([4, 8]) == (4, 8)
     with pytest.raises(DataError):
         validate_candidate_sizes([])
+
+
+def test_small_sizes_and_a_leading_drop_are_valid_and_round_trip(tmp_path):
+    assert validate_candidate_sizes((0, 1, 2, 4)) == (0, 1, 2, 4)
+    fm = _fm(candidate_sizes=(0, 1, 2, 4, 8, 16))
+    fm.save(tmp_path / "feature_map.json")
+    assert FeatureMap.load(tmp_path).candidate_sizes == (0, 1, 2, 4, 8, 16)
+
+
+def test_default_sizes_respect_the_capacity_rule():
+    # No default candidate may exceed the default unified width d (DESIGN.md §2.1).
+    assert validate_candidate_sizes(DEFAULT_CANDIDATE_SIZES) == DEFAULT_CANDIDATE_SIZES
+    assert max(DEFAULT_CANDIDATE_SIZES) <= DEFAULT_UNIFIED_WIDTH
+    assert _fm().candidate_sizes == DEFAULT_CANDIDATE_SIZES

@@ -71,3 +71,23 @@ def test_rows_are_independent_in_eval() -> None:
         whole = net(fields, dense)
         single = torch.cat([net(fields[i : i + 1], dense[i : i + 1]) for i in range(B)])
         assert torch.allclose(whole, single, atol=1e-5), name
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("dropped", [(2,), tuple(range(F))])
+def test_dropped_fields_are_zero_inputs(name: str, dropped: tuple[int, ...]) -> None:
+    # A dropped field reaches the backbone as an exact zero vector; one or all of them must work.
+    torch.manual_seed(0)
+    net = build_backbone(name, num_fields=F, d=D, num_dense=DENSE, hidden=(8,), cross_layers=2)
+    fields = torch.randn(B, F, D)
+    fields[:, list(dropped)] = 0.0
+    fields.requires_grad_(True)
+    dense = torch.randn(B, DENSE)
+    out = net(fields, dense)
+    assert out.shape == (B,) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert fields.grad is not None and torch.isfinite(fields.grad).all()
+    if len(dropped) == F and name != "dlrm":  # nothing left but biases: one logit for all rows
+        assert torch.allclose(out, out[:1].expand_as(out))
+    if len(dropped) < F:  # the kept fields still matter
+        assert fields.grad[:, [f for f in range(F) if f not in dropped]].abs().sum() > 0

@@ -11,8 +11,8 @@ from adass_ray.model.embeddings import CandidateEmbeddings, validate_sizes
 # Feature-map order: categorical, multi-valued, numeric (bucketized), categorical, categorical.
 VOCAB = (7, 6, 5, 11, 3)
 MULTI = (False, True, False, False, False)
-SIZES = (0, 4, 8, 12)
-B, D, L = 23, 6, 4
+SIZES = (0, 1, 2, 8, 16)  # drop, the small sizes, and a size equal to d
+B, D, L = 23, 16, 4
 
 
 def make_inputs(seed: int = 0, b: int = B) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -66,7 +66,16 @@ def reference(
 
 @pytest.mark.parametrize(
     ("sizes", "d"),
-    [((8, 4), 4), ((4, 4), 4), ((4, 0, 8), 4), ((0,), 4), ((-4, 8), 4), ((), 4), ((4,), 0)],
+    [
+        ((8, 4), 8),
+        ((4, 4), 4),
+        ((4, 0, 8), 8),
+        ((0,), 4),
+        ((-4, 8), 8),
+        ((), 4),
+        ((4,), 0),
+        ((4, 8), 4),
+    ],
 )
 def test_bad_sizes(sizes: tuple[int, ...], d: int) -> None:
     with pytest.raises(ConfigError):

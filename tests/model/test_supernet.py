@@ -26,7 +26,7 @@ FM = FeatureMap(
     ),
     candidate_sizes=(4, 8, 16),
 )
-B, D = 17, 8
+B, D = 17, 16
 KW: dict[str, Any] = {"hidden": (16, 8), "cross_layers": 2}
 
 
@@ -159,7 +159,8 @@ def test_uniform_baseline_in_feature_map_order() -> None:
     model = StandaloneModel.from_supernet(net, [16] * fm.num_fields)
     assert model.embeddings._in_order
     batch = make_batch(fm=fm)
-    assert torch.allclose(model(batch), net(batch, [2] * fm.num_fields), atol=1e-5)
+    want = net(batch, net.arch_of([16] * fm.num_fields))
+    assert torch.allclose(model(batch), want, atol=1e-5)
 
 
 @pytest.mark.parametrize("layout", ["separate", "nested"])
