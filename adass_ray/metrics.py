@@ -32,7 +32,8 @@ _BLOCK_CELLS = 1 << 22
 
 def _as_1d(name: str, values: Any) -> npt.NDArray[Any]:
     """Return ``values`` (numpy array, torch tensor or sequence) as a 1-D numpy array."""
-    if hasattr(values, "detach") and hasattr(values, "cpu"):  # torch.Tensor, without importing torch
+    # torch.Tensor, without importing torch
+    if hasattr(values, "detach") and hasattr(values, "cpu"):
         values = values.detach().cpu()
         if values.is_floating_point():  # bfloat16/float16 have no numpy dtype
             values = values.double()

@@ -28,12 +28,14 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def pareto_png(path: str | Path, *, trials: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, Any]],
-               baselines: Sequence[Mapping[str, Any]], title: str, ylabel: str = "supernet validation AUC",
+def pareto_png(path: str | Path, *, trials: Sequence[Mapping[str, Any]],
+               front: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping[str, Any]],
+               title: str, ylabel: str = "supernet validation AUC",
                point_label: str = "trial") -> Path:
     """Every trial as a point (coloured by λ), the front as a line, uniform baselines as crosses.
 
-    Records carry ``cost`` (embedding params) and ``quality``; trials also ``lam``; baselines ``size``.
+    Records carry ``cost`` (embedding params) and ``quality``; trials also ``lam``; baselines
+    ``size``.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
@@ -42,15 +44,15 @@ def pareto_png(path: str | Path, *, trials: Sequence[Mapping[str, Any]], front: 
     for i, lam in enumerate(lams):
         pts = [t for t in trials if float(t["lam"]) == lam]
         # shrinking markers: trials of different λ that selected the same sizes stay visible
-        ax.scatter([t["cost"] for t in pts], [t["quality"] for t in pts], s=30 + 50 * (len(lams) - 1 - i),
-                   color=cmap(i), edgecolors="black", linewidths=0.4, label=f"{point_label}, λ={lam:g}",
-                   zorder=3 + i)
+        ax.scatter([t["cost"] for t in pts], [t["quality"] for t in pts],
+                   s=30 + 50 * (len(lams) - 1 - i), color=cmap(i), edgecolors="black",
+                   linewidths=0.4, label=f"{point_label}, λ={lam:g}", zorder=3 + i)
     if front:
-        ax.plot([p["cost"] for p in front], [p["quality"] for p in front], "-", color="black", lw=1.4,
-                drawstyle="steps-post", label="Pareto front", zorder=2)
+        ax.plot([p["cost"] for p in front], [p["quality"] for p in front], "-", color="black",
+                lw=1.4, drawstyle="steps-post", label="Pareto front", zorder=2)
     if baselines:
-        ax.scatter([b["cost"] for b in baselines], [b["quality"] for b in baselines], marker="x", s=60,
-                   color="tab:red", label="uniform size", zorder=4)
+        ax.scatter([b["cost"] for b in baselines], [b["quality"] for b in baselines], marker="x",
+                   s=60, color="tab:red", label="uniform size", zorder=4)
         for b in baselines:
             ax.annotate(f"d={b['size']}", (b["cost"], b["quality"]), textcoords="offset points",
                         xytext=(4, -10), fontsize=8, color="tab:red")
@@ -70,14 +72,15 @@ def scatter_methods_png(path: str | Path, rows: Sequence[Mapping[str, Any]], *, 
     markers = "osD^v<>phX*P"
     colors = plt.get_cmap("tab20")
     for i, r in enumerate(rows):
-        ax.errorbar([r["embedding_params_mean"]], [r["test_auc_mean"]], yerr=[r["test_auc_std"]], fmt=markers[i % 12],
-                    color=colors(i % 20), capsize=3, label=r["method"])
+        ax.errorbar([r["embedding_params_mean"]], [r["test_auc_mean"]], yerr=[r["test_auc_std"]],
+                    fmt=markers[i % 12], color=colors(i % 20), capsize=3, label=r["method"])
     ax.set_xscale("log")
     ax.set_xlabel("embedding parameters (log scale)")
     ax.set_ylabel("test AUC (mean ± std over seeds)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a point
+    # outside: never over a point
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, Path(path))
 
 

@@ -39,12 +39,16 @@ def run(quick: bool) -> float:
         files = [str(p) for p in fm.split_paths(data, "train")]
         t0 = time.perf_counter()
         m = 0
-        for b in ray.data.read_parquet(files).random_shuffle(seed=0).iter_torch_batches(batch_size=batch):
+        for b in ray.data.read_parquet(files).random_shuffle(seed=0).iter_torch_batches(
+            batch_size=batch
+        ):
             m += len(b["label"])
         theirs = m / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         m = 0
-        for b in ray.data.read_parquet(files).iter_torch_batches(batch_size=batch, local_shuffle_buffer_size=batch * 4):
+        for b in ray.data.read_parquet(files).iter_torch_batches(
+            batch_size=batch, local_shuffle_buffer_size=batch * 4
+        ):
             m += len(b["label"])
         local_shuffle = m / (time.perf_counter() - t0)
     print(f"{rows:,} rows × {fm.num_fields} fields, batch {batch}, one epoch incl. start-up")

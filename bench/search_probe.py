@@ -1,60 +1,59 @@
-"""How a single REINFORCE controller behaves on a trained supernet: every 10 iterations, the share
-of proposals within the budget, the policy's entropy and argmax, the best feasible Q and the
-mean proposal cost relative to the budget.
+"""How a single controller behaves on a trained supernet: every 10 iterations, the share of raw
+proposals within the budget (before the repair), the policy's entropy, its expected cost
+E[C]/B, the mean cost of the (repaired, credited) architectures, the best Q_A so far and the
+policy's constrained argmax.
 
-    python bench/search_probe.py DATA SUPERNET [--lr 0.05] [--budget 0.8] [--iterations 60]
+    python bench/search_probe.py DATA SUPERNET [--budget 0.8] [--iterations 60] [key=value ...]
 
-Not a speed benchmark: a diagnostic for the search (docs/results.md quotes its output).
+``key=value`` pairs override SearchConfig (e.g. ``lr=0.1``). Not a speed benchmark: a
+diagnostic for the search (docs/results.md quotes its output).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
-from adass_ray.artifacts import load_model
-from adass_ray.data.feature_map import FeatureMap
-from adass_ray.data.loader import ShardLoader
+from adass_ray import configio
 from adass_ray.search.agent import SearchAgent, SearchConfig
-from adass_ray.search.evaluator import CachedEvaluator, validation_subsample
-from adass_ray.search.space import Budget, SearchSpace
+from adass_ray.search.context import load_context
+from adass_ray.search.space import Budget
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("data")
     ap.add_argument("supernet")
-    ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--budget", default="0.8")
     ap.add_argument("--iterations", type=int, default=60)
+    ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    data = Path(args.data)
-    fm = FeatureMap.load(data)
-    net, _ = load_model(args.supernet, fm)
-    cfg = SearchConfig(controllers=1, lr=args.lr, iterations=args.iterations)
-    batch = validation_subsample(ShardLoader(data, fm, split="valid", shuffle=False), cfg.val_rows, 0)
-    space = SearchSpace.from_feature_map(fm, candidate_sizes=net.candidate_sizes)  # type: ignore[arg-type]
+    cfg = configio.load(SearchConfig, None,
+                        [f"iterations={args.iterations}", "controllers=1", *args.overrides])
+    ctx = load_context(args.data, args.supernet, val_rows=cfg.val_rows, seed=0)
+    space = ctx.space
     budget = Budget.parse(args.budget).resolve(space, d_base=cfg.d_base)
-    agent = SearchAgent(space=space, budget=budget, evaluator=CachedEvaluator(net, batch),  # type: ignore[arg-type]
+    agent = SearchAgent(space=space, budget=budget, evaluator=ctx.evaluator_a().evaluate,
                         config=cfg, index=0)
     history: list[dict] = []
     t0 = time.perf_counter()
     for it in range(1, cfg.iterations + 1):
         records = agent.step()
         history += records
-        if it % 10 == 0:
-            feasible = sum(r["feasible"] for r in records) / len(records)
-            best = max((r["quality"] for r in history if r["feasible"]), default=float("nan"))
+        if it % 10 == 0 or it == 1:
             s = agent.summary()
+            best = max(r["quality"] for r in history)
             cost = sum(r["cost"] for r in records) / len(records) / budget
-            print(f"iteration {it}: feasible {feasible:.2f}  entropy {s['entropy']:.3f}  "
-                  f"argmax {space.sizes(s['argmax'])}  best feasible Q {best:.4f}  mean cost {cost:.2f}×B")
+            print(f"iteration {it:3d}: raw feasible {s.get('feasible_share') or 0:.2f}  "
+                  f"entropy {s['entropy']:.3f}  E[C]/B {s.get('expected_cost_ratio') or 0:.2f}  "
+                  f"scored cost {cost:.2f}×B  best Q_A {best:.4f}  "
+                  f"constrained argmax {space.sizes(s['constrained_argmax'])}")
     distinct = len({tuple(r["arch"]) for r in history})
-    print(f"{distinct} distinct of {len(history)} proposals; max entropy {space.num_fields * torch.log(torch.tensor(float(space.num_candidates))).item():.3f}; "
+    top = torch.log(torch.tensor(float(space.num_candidates))).item() * space.num_fields
+    print(f"{distinct} distinct of {len(history)} proposals; max entropy {top:.3f}; "
           f"{time.perf_counter() - t0:.1f} s")
 
 

@@ -27,9 +27,9 @@ from adass_ray.data import synthetic
 from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.loader import ShardLoader
+from adass_ray.model.config import ModelConfig, build_supernet
 from adass_ray.model.supernet import Supernet
 from adass_ray.search.evaluator import CachedEvaluator, naive_quality, validation_subsample
-from adass_ray.training import ModelConfig, build_supernet
 
 HIDDEN = (400, 400, 400)
 SMALL = (64,)  # the MovieLens config's tower
@@ -69,7 +69,8 @@ def p2(quick: bool) -> float:
     return ratios[HIDDEN]
 
 
-def _measure(fm: FeatureMap, batch: Any, hidden: tuple[int, ...], m: int, m_naive: int, blocks: int) -> float:
+def _measure(fm: FeatureMap, batch: Any, hidden: tuple[int, ...], m: int, m_naive: int,
+             blocks: int) -> float:
     torch.manual_seed(0)
     net = build_supernet(fm, ModelConfig(hidden=hidden)).eval()
     nk = len(net.candidate_sizes)
@@ -106,7 +107,8 @@ def _measure(fm: FeatureMap, batch: Any, hidden: tuple[int, ...], m: int, m_naiv
     print(f"  cached + batched ({evaluator.archs_per_call} archs per backbone call): "
           f"{cached * 1e3:8.2f} ms per architecture (best of {blocks} blocks of {per_c})")
     print(f"  naive full forward: {naive * 1e3:8.2f} ms per architecture "
-          f"(best of {blocks} blocks of {per_n}); max |dAUC| vs cached on the same archs {diff:.1e}")
+          f"(best of {blocks} blocks of {per_n}); max |dAUC| vs cached on the same archs "
+          f"{diff:.1e}")
     print(f"  naive stages: embeddings {emb * 1e3:.1f} ms + backbone {bb * 1e3:.1f} ms; caching "
           f"can skip only the first, so the ceiling is about {(emb + bb) / bb:.2f}x")
     print(f"  ratio {naive / cached:.2f}x; with the cache build amortised over {m}: "

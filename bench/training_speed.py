@@ -22,9 +22,11 @@ from adass_ray.data import synthetic
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.loader import ShardLoader
 from adass_ray.distributed.train import make_task
-from adass_ray.loop import TrainLoop
 from adass_ray.model.backbones import build_backbone
-from adass_ray.training import ModelConfig, SamplerConfig, TrainConfig
+from adass_ray.model.config import ModelConfig
+from adass_ray.sampling import SamplerConfig
+from adass_ray.train.config import TrainConfig
+from adass_ray.train.loop import TrainLoop
 
 # (400, 400, 400): the DNN tower of the public CTR benchmarks (BARS); P1 also prints a small tower
 D, BATCH, HIDDEN = 16, 4096, (400, 400, 400)
@@ -33,14 +35,17 @@ SMALL = (256, 128)
 
 def _data(tmp: str, rows: int, scale: float) -> Path:
     out = Path(tmp) / "data"
-    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("criteo", rows=rows, scale=scale, seed=0), out)
+    synthetic.generate_dataset(
+        synthetic.SyntheticSpec.preset("criteo", rows=rows, scale=scale, seed=0), out
+    )
     return out
 
 
 def _cfg(threads: int, hidden: tuple[int, ...] = HIDDEN, **kw: object) -> TrainConfig:
-    base = dict(model=ModelConfig(d=D, hidden=hidden), sampler=SamplerConfig(name="adaptive", warmup_steps=0),
-                batch_size=BATCH, epochs=1, patience=0, num_workers=1, cpus_per_worker=float(threads),
-                use_gpu="no")
+    base = dict(model=ModelConfig(d=D, hidden=hidden),
+                sampler=SamplerConfig(name="adaptive", warmup_steps=0),
+                batch_size=BATCH, epochs=1, patience=0, num_workers=1,
+                cpus_per_worker=float(threads), use_gpu="no")
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -69,8 +74,8 @@ def p1(quick: bool) -> float:
         data = _data(tmp, 60_000 if quick else 200_000, 100.0)
         fm = FeatureMap.load(data)
         steps = 5 if quick else 20
-        print(f"batch {BATCH}, {fm.num_fields} fields, d={D}, sparse tables + lazy Adam, 2 threads, "
-              f"best of 3 × {steps} steps")
+        print(f"batch {BATCH}, {fm.num_fields} fields, d={D}, sparse tables + lazy Adam, "
+              f"2 threads, best of 3 × {steps} steps")
         for hidden in (HIDDEN, SMALL):
             sup, loader = _loop(data, fm, _cfg(2, hidden), "supernet")
             fix, _ = _loop(data, fm, _cfg(2, hidden), "fixed")
@@ -120,7 +125,8 @@ def p3(quick: bool) -> float:
         for _ in range(steps):
             mlp_step()
         ceiling = steps * BATCH / (time.perf_counter() - t0)
-    print(f"end-to-end supernet training: {e2e / 1e3:8.1f} k samples/s (loader + sampling + fwd/bwd + Adam)")
+    print(f"end-to-end supernet training: {e2e / 1e3:8.1f} k samples/s "
+          "(loader + sampling + fwd/bwd + Adam)")
     print(f"MLP-only fwd+bwd+Adam ceiling: {ceiling / 1e3:8.1f} k samples/s")
     return e2e / ceiling
 

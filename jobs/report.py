@@ -1,7 +1,9 @@
 """`adass-ray report` as a Ray job: baselines, ablations, stability and ranking consistency.
 
-    ray job submit --working-dir . -- python jobs/report.py --data runs/demo/data --out runs/demo/report --seeds 3
-    ray job submit --working-dir . -- python jobs/report.py --data runs/demo/data --out runs/demo/report-quick --quick
+    ray job submit --working-dir . -- python jobs/report.py \
+        --data runs/demo/data --out runs/demo/report --seeds 3
+    ray job submit --working-dir . -- python jobs/report.py \
+        --data runs/demo/data --out runs/demo/report-quick --quick
 
 Arguments are those of `adass-ray report`; every unit of work is a 1-CPU Ray task, so a larger
 cluster runs more of them at once. A re-run reuses finished units.

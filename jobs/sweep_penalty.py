@@ -1,9 +1,11 @@
 """`adass-ray sweep` as a Ray job: Ray Tune over penalty strength λ × budget on one supernet.
 
-    ray job submit --working-dir . -- python jobs/sweep_penalty.py --smoke-test --out runs/sweep-smoke
+    ray job submit --working-dir . -- python jobs/sweep_penalty.py \
+        --smoke-test --out runs/sweep-smoke
     ray job submit --working-dir . -- python jobs/sweep_penalty.py \
         --data runs/demo/data --supernet runs/demo/supernet --out runs/demo/sweep \
-        --lams 0.25,1,4 --budgets 0.5,0.8 [--retrain-best 3 --train-config configs/movielens-100k.yaml]
+        --lams 0.25,1,4 --budgets 0.5,0.8 \
+        [--retrain-best 3 --train-config configs/movielens-100k.yaml]
 
 Arguments are those of `adass-ray sweep`; inside a job the script joins the job's cluster.
 Writes pareto.csv, pareto.png and sweep.json into --out; --resume restores a killed sweep.

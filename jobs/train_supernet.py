@@ -1,7 +1,8 @@
 """`adass-ray train-supernet` as a Ray job.
 
     ray job submit --working-dir . -- python jobs/train_supernet.py --help
-    ray job submit --working-dir . -- python jobs/train_supernet.py --smoke-test --out runs/smoke-train_supernet
+    ray job submit --working-dir . -- python jobs/train_supernet.py \
+        --smoke-test --out runs/smoke-train_supernet
 
 Arguments are those of `adass-ray train-supernet`; inside a job the script joins the job's cluster.
 """

@@ -32,10 +32,12 @@ def _only(tmp_path, *names: str) -> None:
 
 
 def test_missing_and_empty_file(tmp_path, capsys):
-    code, _, err = _run(capsys, "--input", str(tmp_path / "nope.tsv"), "--format", "criteo", "--out", str(tmp_path / "o"))
+    code, _, err = _run(capsys, "--input", str(tmp_path / "nope.tsv"), "--format", "criteo",
+                        "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "does not exist")
     (tmp_path / "empty.tsv").write_text("")
-    code, _, err = _run(capsys, "--input", str(tmp_path / "empty.tsv"), "--format", "criteo", "--out", str(tmp_path / "o"))
+    code, _, err = _run(capsys, "--input", str(tmp_path / "empty.tsv"), "--format", "criteo",
+                        "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "empty")
     _only(tmp_path, "empty.tsv")
 
@@ -45,7 +47,8 @@ def test_column_count_mismatch(tmp_path, capsys):
     lines = path.read_text().splitlines()
     lines[20] = "\t".join(lines[20].split("\t")[:-1])  # one column short
     path.write_text("\n".join(lines) + "\n")
-    code, _, err = _run(capsys, "--input", str(path), "--format", "criteo", "--out", str(tmp_path / "o"))
+    code, _, err = _run(capsys, "--input", str(path), "--format", "criteo",
+                        "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "39 columns", "40")
     _only(tmp_path, "c.tsv")
 
@@ -57,7 +60,8 @@ def test_non_numeric_text_in_numeric_column(tmp_path, capsys):
     cols[3] = "abc"
     lines[7] = "\t".join(cols)
     path.write_text("\n".join(lines) + "\n")
-    code, _, err = _run(capsys, "--input", str(path), "--format", "criteo", "--out", str(tmp_path / "o"))
+    code, _, err = _run(capsys, "--input", str(path), "--format", "criteo",
+                        "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "'I3'", "'abc'")
     _only(tmp_path, "c.tsv")
 
@@ -65,18 +69,23 @@ def test_non_numeric_text_in_numeric_column(tmp_path, capsys):
 def test_label_without_rule(tmp_path, capsys):
     path = write_ratings_csv(tmp_path / "r.csv")
     (tmp_path / "s.yaml").write_text(SCHEMA_YAML.replace('label_rule: ">= 4"\n', ""))
-    code, _, err = _run(capsys, "--input", str(path), "--format", "csv", "--schema", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o"))
+    code, _, err = _run(capsys, "--input", str(path), "--format", "csv",
+                        "--schema", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "0/1", "--label-rule")
     # the same data with the rule given on the command line works
-    code, out, _ = _run(capsys, "--input", str(path), "--format", "csv", "--schema", str(tmp_path / "s.yaml"),
+    code, out, _ = _run(capsys, "--input", str(path), "--format", "csv",
+                        "--schema", str(tmp_path / "s.yaml"),
                         "--label-rule", "rating >= 4", "--out", str(tmp_path / "o"))
     assert code == 0 and "prepared" in out
 
 
 def test_schema_names_absent_column(tmp_path, capsys):
     path = write_ratings_csv(tmp_path / "r.csv")
-    (tmp_path / "s.yaml").write_text(SCHEMA_YAML.replace("categorical: [user, item]", "categorical: [user, item, brand]"))
-    code, _, err = _run(capsys, "--input", str(path), "--format", "csv", "--schema", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o"))
+    (tmp_path / "s.yaml").write_text(
+        SCHEMA_YAML.replace("categorical: [user, item]", "categorical: [user, item, brand]")
+    )
+    code, _, err = _run(capsys, "--input", str(path), "--format", "csv",
+                        "--schema", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "'brand'")
     _only(tmp_path, "r.csv", "s.yaml")
 
@@ -85,10 +94,12 @@ def test_output_exists_refused_unless_overwrite(tmp_path, capsys):
     path = write_criteo(tmp_path / "c.tsv", rows=60)
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "keep.txt").write_text("mine")
-    code, _, err = _run(capsys, "--input", str(path), "--format", "criteo", "--out", str(tmp_path / "o"))
+    code, _, err = _run(capsys, "--input", str(path), "--format", "criteo",
+                        "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "--overwrite")
     assert (tmp_path / "o" / "keep.txt").read_text() == "mine"
-    code, _, _ = _run(capsys, "--input", str(path), "--format", "criteo", "--out", str(tmp_path / "o"), "--overwrite")
+    code, _, _ = _run(capsys, "--input", str(path), "--format", "criteo",
+                      "--out", str(tmp_path / "o"), "--overwrite")
     assert code == 0 and (tmp_path / "o" / "feature_map.json").is_file()
     assert not (tmp_path / "o" / "keep.txt").exists()
     _only(tmp_path, "c.tsv", "o")
@@ -97,7 +108,8 @@ def test_output_exists_refused_unless_overwrite(tmp_path, capsys):
 def test_threshold_leaving_only_oov_warns_and_continues(tmp_path, capsys, caplog):
     path = write_criteo(tmp_path / "c.tsv", rows=60)
     with caplog.at_level("WARNING"):
-        code, out, _ = _run(capsys, "--input", str(path), "--format", "criteo", "--min-count", "1000", "--out", str(tmp_path / "o"))
+        code, out, _ = _run(capsys, "--input", str(path), "--format", "criteo",
+                            "--min-count", "1000", "--out", str(tmp_path / "o"))
     assert code == 0 and "prepared" in out
     assert any("only the OOV id" in r.message for r in caplog.records)
 

@@ -17,18 +17,31 @@ def data(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["model.backbone=transformer"], "unknown backbone 'transformer'"),
-    (["sampler.name=evolution"], "evolution"),
-    (["model.d=0"], "model.d must be >= 1"),
-    (["model.candidate_sizes=[8,4]"], "strictly increasing"),
-    (["model.candidate_sizes=[-4,8]"], "positive"),
-    (["epochz=3"], "did you mean 'epochs'"),
-    (["epochs=many"], "expected an integer"),
-    (["sampler.tau=0"], "tau"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["model.backbone=transformer"], "unknown backbone 'transformer'"),
+        (["sampler.name=evolution"], "evolution"),
+        (["model.d=0"], "model.d must be >= 1"),
+        (["model.candidate_sizes=[8,4]"], "strictly increasing"),
+        (["model.candidate_sizes=[-4,8]"], "positive"),
+        (["epochz=3"], "did you mean 'epochs'"),
+        (["epochs=many"], "expected an integer"),
+        (["sampler.tau=0"], "tau"),
+    ],
+)
 def test_bad_config_is_one_line(data, tmp_path, capsys, argv, needle):
-    code = main(["train-supernet", "--data", str(data), "--out", str(tmp_path / "o"), "--no-tracking", *argv])
+    code = main(
+        [
+            "train-supernet",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-tracking",
+            *argv,
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
     assert not (tmp_path / "o").exists()
@@ -50,25 +63,49 @@ def test_data_and_feature_map_disagree(data, tmp_path, capsys):
 
 
 def test_sizes_file_must_match_the_fields(data, tmp_path, capsys):
-    (tmp_path / "sizes.json").write_text(json.dumps({"fields": {"C1": {"size": 8}}}))
-    code = main(["train", "--data", str(data), "--out", str(tmp_path / "o"), "--no-tracking",
-                 "--sizes", str(tmp_path / "sizes.json")])
+    doc = {
+        "format": 1,
+        "fields": {"C1": {"size": 8, "vocab": 3}},
+        "cost": 24,
+        "cost_bytes_fp32": 96,
+        "budget": 100,
+        "uniform_baseline": {"size": 16, "cost": 48},
+    }
+    (tmp_path / "sizes.json").write_text(json.dumps(doc))
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-tracking",
+            "--sizes",
+            str(tmp_path / "sizes.json"),
+        ]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and "do not match the dataset" in err and "Traceback" not in err
+    assert code == 2 and "fields differ from the dataset" in err and "Traceback" not in err
 
 
 def test_checkpoint_from_another_feature_map(data, tmp_path):
     import torch
 
-    from adass_ray.artifacts import load_model, save_model
     from adass_ray.data.feature_map import FeatureMap
     from adass_ray.errors import DataError
-    from adass_ray.training import ModelConfig, build_standalone
+    from adass_ray.model.checkpoint import load_model, save_model
+    from adass_ray.model.config import ModelConfig, build_standalone
 
     fm = FeatureMap.load(data)
     model = build_standalone(fm, ModelConfig(hidden=(8,)), (4,) * fm.num_fields)
-    save_model(tmp_path / "model.pt", kind="fixed", model=model, model_config=ModelConfig(hidden=(8,)),
-               fm=fm, sizes=(4,) * fm.num_fields)
+    save_model(
+        tmp_path / "model.pt",
+        kind="fixed",
+        model=model,
+        model_config=ModelConfig(hidden=(8,)),
+        fm=fm,
+        sizes=(4,) * fm.num_fields,
+    )
     other = json.loads((data / "feature_map.json").read_text())
     other["fields"][2]["vocab_size"] += 5
     other_fm = FeatureMap.from_dict(other)

@@ -201,7 +201,9 @@ def test_header_documents_the_workflow():
     assert "ray up cluster.yaml" in header
     assert "ray dashboard cluster.yaml" in header
     assert "ray down cluster.yaml" in header
-    submit = re.search(r"ray job submit --working-dir \. --[\s\\#]*python jobs/pipeline\.py", header)
+    submit = re.search(
+        r"ray job submit --working-dir \. --[\s\\#]*python jobs/pipeline\.py", header
+    )
     assert submit, "the header must show `ray job submit ... python jobs/pipeline.py`"
     assert (ROOT / "jobs" / "pipeline.py").is_file()
     assert "jobs/sweep_penalty.py" in header

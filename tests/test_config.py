@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from adass_ray import config
+from adass_ray import configio as config
 from adass_ray.errors import ConfigError
 
 

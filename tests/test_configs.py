@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adass_ray import config
-from adass_ray.training import TrainConfig
+from adass_ray import configio as config
+from adass_ray.train.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -15,4 +15,6 @@ def test_every_shipped_config_loads():
     assert found, "no configs found"
     for path in found:
         cfg = config.load(TrainConfig, path)
-        assert cfg.num_workers * cfg.cpus_per_worker <= 2, f"{path} would not fit the 2-core default"
+        assert cfg.num_workers * cfg.cpus_per_worker <= 2, (
+            f"{path} would not fit the 2-core default"
+        )

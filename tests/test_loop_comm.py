@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    from adass_ray.loop import TorchDistComm
+    from adass_ray.train.comm import TorchDistComm
 
     torch.manual_seed(0)
     table = torch.nn.Parameter(torch.randn(50, 4))

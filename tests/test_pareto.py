@@ -73,7 +73,8 @@ def test_front_properties(pts):
             continue
         assert any(dominates(f, q) or (f.params == q.params and f.auc == q.auc) for f in front)
     # Sorted, strictly increasing in both objectives, no two points at the same spot.
-    assert all(a.params < b.params and a.auc < b.auc for a, b in zip(front, front[1:], strict=False))
+    assert all(a.params < b.params and a.auc < b.auc
+               for a, b in zip(front, front[1:], strict=False))
     # The kept duplicate is the first in input order.
     for f in front:
         first = next(q for q in pts if q.params == f.params and q.auc == f.auc)

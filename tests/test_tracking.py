@@ -1,4 +1,4 @@
-"""MLflow tracker against a sqlite store in a temp dir (one shared db for the module: ~2-4 s init)."""
+"""MLflow tracker against a sqlite store in a temp dir (one shared db for the module: ~2-4 s)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import pytest
 
 from adass_ray.tracking import (
     MAX_PARAM_VALUE_LENGTH,
-    PARENT_RUN_TAG,
-    MlflowTracker,
     NoopTracker,
     Tracker,
     flatten_params,
     make_tracker,
-    resolve_tracking_uri,
 )
+from adass_ray.tracking.mlflow import PARENT_RUN_TAG
+from adass_ray.tracking.runs import MlflowTracker
+from adass_ray.tracking.uri import resolve_tracking_uri
 
 EXPERIMENT = "tests"
 
@@ -188,7 +188,7 @@ def test_rejected_value_is_raised_not_swallowed(store):
 
 def _tracking_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records
-            if r.name == "adass_ray.tracking" and r.levelno >= logging.WARNING]
+            if r.name == "adass_ray.tracking.runs" and r.levelno >= logging.WARNING]
 
 
 def test_unreachable_server_warns_once_and_keeps_artifacts(tmp_path, caplog):

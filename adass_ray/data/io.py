@@ -7,11 +7,13 @@ checkpoint or report where a later stage would pick it up.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from adass_ray.errors import AdassError
 
@@ -65,3 +67,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically (paths become strings, others ``str()``)."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)

@@ -69,7 +69,9 @@ class ShardLoader:
             raise AdassError(f"rank {rank} is outside world_size {world_size}")
         self.root = Path(root)
         self.fmap = feature_map or FeatureMap.load(self.root)
-        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.batch_size, self.shuffle, self.seed, self.drop_last = (
+            batch_size, shuffle, seed, drop_last
+        )
         self.epoch = 0
         paths = self.fmap.split_paths(self.root, split)
         total = self.fmap.splits[split].rows
@@ -133,8 +135,9 @@ def _read_rows(paths: list[Path], lo: int, hi: int, columns: list[str]) -> pa.Ta
         pf = pq.ParquetFile(path)
         missing = [c for c in columns if c not in pf.schema_arrow.names]
         if missing:
-            raise DataError(f"{path}: column(s) {missing} from the feature map are not in the data; "
-                            "the feature map and the shards disagree — re-run `adass-ray prepare`")
+            raise DataError(f"{path}: column(s) {missing} from the feature map are not in the "
+                            "data; the feature map and the shards disagree — re-run "
+                            "`adass-ray prepare`")
         for rg in range(pf.num_row_groups):
             n = pf.metadata.row_group(rg).num_rows
             start, stop = offset, offset + n
@@ -167,7 +170,9 @@ def _to_tensors(
     multi = []
     for f in fmap.multi_valued_fields:
         assert f.max_len is not None
-        multi.append(torch.from_numpy(_pad_lists(table[f.name], f.max_len, f.vocab_size, source, f.name)))
+        multi.append(torch.from_numpy(
+            _pad_lists(table[f.name], f.max_len, f.vocab_size, source, f.name)
+        ))
     dense_names = [dense_column(f.name) for f in fmap.numeric_fields]
     dense = np.empty((n, len(dense_names)), dtype=np.float32)
     for j, name in enumerate(dense_names):
@@ -176,7 +181,9 @@ def _to_tensors(
     return torch.from_numpy(ids), tuple(multi), torch.from_numpy(dense), torch.from_numpy(label)
 
 
-def _pad_lists(col: pa.ChunkedArray, max_len: int, vocab: int, source: str, name: str) -> np.ndarray:
+def _pad_lists(
+    col: pa.ChunkedArray, max_len: int, vocab: int, source: str, name: str
+) -> np.ndarray:
     """A list<int> column → ``[N, max_len]`` int32 padded with -1 (lists longer are truncated)."""
     arr = col.combine_chunks()
     n = len(arr)
@@ -189,6 +196,8 @@ def _pad_lists(col: pa.ChunkedArray, max_len: int, vocab: int, source: str, name
     src = np.repeat(offsets[:-1], lengths) + pos
     vals = values[src]
     if vals.size and (vals.min() < 0 or vals.max() >= vocab):
-        raise DataError(f"{source}: field {name!r} has ids outside [0, {vocab}); re-run `adass-ray prepare`")
+        raise DataError(
+            f"{source}: field {name!r} has ids outside [0, {vocab}); re-run `adass-ray prepare`"
+        )
     out[rows, pos] = vals
     return out

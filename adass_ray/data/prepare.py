@@ -12,7 +12,9 @@ Output layout (see :mod:`adass_ray.data.feature_map`)::
     OUT/vocab/<field>.parquet          value → id, with train counts (to encode new data)
     OUT/{train,valid,test}/part-00000.parquet …
 
-Everything is written into a temp folder and renamed into place at the end.
+Everything is written into a temp folder and renamed into place at the end. The per-column
+encoders (vocabulary fitting, numeric bucketing, multi-valued lists) are in
+:mod:`adass_ray.data.encoding`; this module splits, orchestrates and writes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from adass_ray.data.encoding import (
+    column_codes,
+    encode_multi,
+    encode_numeric,
+    float_numpy,
+    vocab_ids,
+)
 from adass_ray.data.feature_map import (
     DEFAULT_CANDIDATE_SIZES,
     SPLITS,
@@ -79,8 +88,14 @@ class PrepareConfig:
             raise ConfigError(f"min_count must be >= 1, got {self.min_count}")
         if self.split not in ("random", "time"):
             raise ConfigError(f"split must be 'random' or 'time', got {self.split!r}")
-        if len(self.fractions) != 3 or any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1) > 1e-6:
-            raise ConfigError(f"split fractions {self.fractions} must be three non-negative numbers summing to 1")
+        if (
+            len(self.fractions) != 3
+            or any(f < 0 for f in self.fractions)
+            or abs(sum(self.fractions) - 1) > 1e-6
+        ):
+            raise ConfigError(
+                f"split fractions {self.fractions} must be three non-negative numbers summing to 1"
+            )
         if self.fractions[0] <= 0:
             raise ConfigError("the train fraction must be > 0")
         if self.n_bins < 2:
@@ -88,7 +103,9 @@ class PrepareConfig:
         if self.max_multi_len < 1 or self.rows_per_shard < 1:
             raise ConfigError("max_multi_len and rows_per_shard must be >= 1")
         if self.compression not in ("none", "snappy", "lz4", "zstd", "gzip"):
-            raise ConfigError(f"compression {self.compression!r}: use none, snappy, lz4, zstd or gzip")
+            raise ConfigError(
+                f"compression {self.compression!r}: use none, snappy, lz4, zstd or gzip"
+            )
         validate_candidate_sizes(self.candidate_sizes)
 
 
@@ -96,7 +113,11 @@ DEFAULT_MIN_COUNT = {"criteo": 10, "avazu": 5}
 
 
 def prepare(
-    raw: RawData, out: str | Path, config: PrepareConfig = PrepareConfig(), *, overwrite: bool = False
+    raw: RawData,
+    out: str | Path,
+    config: PrepareConfig = PrepareConfig(),
+    *,
+    overwrite: bool = False,
 ) -> FeatureMap:
     """Turn ``raw`` into a prepared dataset at ``out`` and return its feature map.
 
@@ -116,21 +137,30 @@ def prepare(
     train = np.zeros(n, dtype=bool)
     train[splits["train"]] = True
     fmt = str(raw.metadata.get("format", ""))
-    default_min = config.min_count if config.min_count is not None else DEFAULT_MIN_COUNT.get(fmt, 1)
+    default_min = (
+        config.min_count if config.min_count is not None else DEFAULT_MIN_COUNT.get(fmt, 1)
+    )
 
-    def encode(name: str) -> tuple[FieldSpec, dict[str, np.ndarray | pa.Array], pa.Table | None]:
+    def encode(
+        name: str,
+    ) -> tuple[FieldSpec, dict[str, np.ndarray | pa.Array], pa.Table | None]:
         col = table[name]
         min_count = schema.min_count.get(name, default_min)
         if name in schema.multi_valued:
-            spec, arr, vocab = _encode_multi(name, col, schema.multi_valued[name], train, min_count, config)
+            spec, arr, vocab = encode_multi(
+                name, col, schema.multi_valued[name], train, min_count, config.max_multi_len
+            )
             return spec, {name: arr}, vocab
         if name in schema.numeric:
-            spec, ids, dense, vocab = _encode_numeric(name, col, schema.numeric_bucketing, train, min_count, config)
+            spec, ids, dense, vocab = encode_numeric(
+                name, col, schema.numeric_bucketing, train, min_count, config.n_bins
+            )
             return spec, {name: ids, dense_column(name): dense}, vocab
-        codes, dictionary = _codes(col)
-        ids, vocab, vsize = _vocab_ids(codes, dictionary, train, min_count)
+        codes, dictionary = column_codes(col)
+        ids, vocab, vsize = vocab_ids(codes, dictionary, train, min_count)
         spec = FieldSpec(name=name, kind="categorical", vocab_size=vsize,
-                         distinct=len(dictionary), transform={"type": "vocab", "min_count": min_count})
+                         distinct=len(dictionary),
+                         transform={"type": "vocab", "min_count": min_count})
         return spec, {name: ids}, vocab
 
     # columns are independent and numpy/pyarrow release the GIL: encode them on all cores
@@ -145,7 +175,8 @@ def prepare(
         if spec.vocab_size == 1:
             logger.warning(
                 "field %s: min_count %d leaves only the OOV id (every value is rarer); "
-                "lower the threshold or drop the field", name, spec.transform.get("min_count", default_min),
+                "lower the threshold or drop the field",
+                name, spec.transform.get("min_count", default_min),
             )
         fields.append(spec)
         columns.update(cols)
@@ -195,20 +226,31 @@ def _label(raw: RawData) -> np.ndarray:
     col_name = (rule.column or schema.label) if rule else schema.label
     col = raw.table[col_name]
     if col.null_count:
-        raise DataError(f"{raw.name}: label column {col_name!r} has {col.null_count} empty values; drop those rows")
-    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)):
+        raise DataError(
+            f"{raw.name}: label column {col_name!r} has {col.null_count} empty values; "
+            "drop those rows"
+        )
+    if not (
+        pa.types.is_integer(col.type)
+        or pa.types.is_floating(col.type)
+        or pa.types.is_boolean(col.type)
+    ):
         try:
             col = pc.cast(col, pa.float64())
         except pa.ArrowInvalid:
             raise DataError(f"{raw.name}: label column {col_name!r} is not numeric") from None
     if rule is not None:
-        return (rule.apply(pa.array(_float_numpy(col))).to_numpy(zero_copy_only=False)).astype(np.float32)
-    values = _float_numpy(col)
+        return (
+            rule.apply(pa.array(float_numpy(col))).to_numpy(zero_copy_only=False)
+        ).astype(np.float32)
+    values = float_numpy(col)
     bad = values[(values != 0) & (values != 1)]
     if bad.size:
         raise DataError(
-            f"{raw.name}: label column {col_name!r} holds values other than 0/1 (e.g. {bad[0]:g}); "
-            f"give a label rule such as --label-rule '{col_name} >= 4' (or label_rule in the schema)"
+            f"{raw.name}: label column {col_name!r} holds values other than 0/1 "
+            f"(e.g. {bad[0]:g}); "
+            f"give a label rule such as --label-rule '{col_name} >= 4' "
+            "(or label_rule in the schema)"
         )
     return values.astype(np.float32)
 
@@ -217,7 +259,9 @@ def _split_indices(raw: RawData, config: PrepareConfig) -> dict[str, np.ndarray]
     n = raw.table.num_rows
     if config.split == "time":
         if not raw.schema.time:
-            raise DataError(f"{raw.name}: split=time needs a time column; name one under 'time' in the schema")
+            raise DataError(
+                f"{raw.name}: split=time needs a time column; name one under 'time' in the schema"
+            )
         t = raw.table[raw.schema.time]
         if t.null_count:
             raise DataError(f"{raw.name}: time column {raw.schema.time!r} has empty values")
@@ -236,131 +280,6 @@ def _split_indices(raw: RawData, config: PrepareConfig) -> dict[str, np.ndarray]
         # file order inside a split does not matter (loaders shuffle); sorted gathers are faster
         parts = {k: np.sort(v) for k, v in parts.items()}
     return parts
-
-
-# --- encoding --------------------------------------------------------------------------------
-def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
-    """Dictionary codes (``-1`` for null) and the dictionary of a column, as one chunk."""
-    if isinstance(col, pa.ChunkedArray):
-        if pa.types.is_dictionary(col.type) and col.num_chunks > 1:
-            # unifying many chunk dictionaries is far slower than re-encoding the values
-            col = pc.cast(col, col.type.value_type)
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    if not pa.types.is_dictionary(col.type):
-        col = pc.dictionary_encode(col)
-    codes = pc.fill_null(pc.cast(col.indices, pa.int64()), -1).to_numpy(zero_copy_only=False)
-    return codes, col.dictionary
-
-
-def _int_codes(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, pa.Array]:
-    """Codes/dictionary for an int64 column without hashing (small ranges use an offset)."""
-    present = values[~missing]
-    if present.size == 0:
-        return np.full(len(values), -1, dtype=np.int64), pa.array([], pa.int64())
-    lo, hi = int(present.min()), int(present.max())
-    if hi - lo < 1 << 20:
-        codes = np.where(missing, -1, values - lo)
-        return codes.astype(np.int64), pa.array(np.arange(lo, hi + 1, dtype=np.int64))
-    uniq, inverse = np.unique(present, return_inverse=True)
-    codes = np.full(len(values), -1, dtype=np.int64)
-    codes[~missing] = inverse
-    return codes, pa.array(uniq)
-
-
-def _vocab_ids(
-    codes: np.ndarray, dictionary: pa.Array, train: np.ndarray | None, min_count: int
-) -> tuple[np.ndarray, pa.Table, int]:
-    """Map dictionary codes to ids: kept values 1..V-1 by descending train count; else 0."""
-    ndict = len(dictionary)
-    fit = codes if train is None else codes[train]
-    counts = np.bincount(fit[fit >= 0], minlength=ndict)
-    kept = np.flatnonzero(counts >= max(min_count, 1))
-    # descending count, ties by the value's text so the mapping does not depend on row order
-    kept_values = pc.cast(dictionary.take(pa.array(kept, pa.int64())), pa.string())
-    text = np.asarray(kept_values.to_numpy(zero_copy_only=False), dtype=object).astype(str)
-    kept = kept[np.lexsort((text, -counts[kept]))]
-    id_of_code = np.zeros(ndict + 1, dtype=np.int32)  # last slot: null code -1
-    id_of_code[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
-    ids = id_of_code[codes]
-    vocab = pa.table({
-        "id": pa.array(np.arange(1, len(kept) + 1, dtype=np.int32)),
-        "value": pc.cast(dictionary.take(pa.array(kept)), pa.string()),
-        "count": pa.array(counts[kept].astype(np.int64)),
-    })
-    return ids, vocab, len(kept) + 1
-
-
-def _encode_numeric(
-    name: str, col: pa.ChunkedArray, bucketing: str, train: np.ndarray, min_count: int,
-    config: PrepareConfig,
-) -> tuple[FieldSpec, np.ndarray, np.ndarray, pa.Table | None]:
-    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        raise DataError(f"numeric column {name!r} has type {col.type}; it must hold numbers")
-    x = _float_numpy(col)
-    missing = np.isnan(x)
-    if bucketing == "log2":
-        # the Criteo rule: x > 2 → floor(ln(x)^2), else x; the result is treated as categorical
-        x[missing] = 0.0
-        big = x > 2
-        b = np.floor(x)
-        b[big] = np.floor(np.log(x[big]) ** 2)
-        codes, dictionary = _int_codes(b.astype(np.int64), missing)
-        ids, vocab, vsize = _vocab_ids(codes, dictionary, train, min_count)
-        dense = np.log1p(np.abs(x), dtype=np.float32)  # 0 where missing
-        np.copysign(dense, x, out=dense, casting="unsafe")
-        transform: dict[str, Any] = {"type": "log2", "min_count": min_count, "dense": "sign*log1p|x|"}
-    else:
-        fit = x[train & ~missing]
-        if fit.size == 0:
-            raise DataError(f"numeric column {name!r} has no values in the train split")
-        edges = np.unique(np.quantile(fit, np.linspace(0, 1, config.n_bins + 1)[1:-1]))
-        ids = np.where(missing, 0, np.searchsorted(edges, np.where(missing, 0, x), side="right") + 1)
-        ids = ids.astype(np.int32)
-        vsize, vocab = len(edges) + 2, None
-        mean, std = float(fit.mean()), float(fit.std()) or 1.0
-        dense = np.where(missing, 0.0, (x - mean) / std).astype(np.float32)
-        transform = {"type": "quantile", "edges": [float(e) for e in edges], "mean": mean, "std": std}
-    # `distinct` is left out for numeric fields: raw distinct numbers say little and counting
-    # them costs as much as the bucketing itself
-    spec = FieldSpec(name=name, kind="numeric", vocab_size=int(vsize), transform=transform)
-    return spec, ids, dense, vocab
-
-
-def _float_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A numeric column as float64 numpy with NaN for nulls (no pandas round trip)."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    arr = pc.cast(arr, pa.float64())
-    if arr.null_count:  # to_numpy on nulls takes a slow path (through pandas)
-        arr = pc.fill_null(arr, float("nan"))
-    return np.array(arr.to_numpy(zero_copy_only=False), dtype=np.float64)  # writable copy
-
-
-def _encode_multi(
-    name: str, col: pa.ChunkedArray, sep: str, train: np.ndarray, min_count: int,
-    config: PrepareConfig,
-) -> tuple[FieldSpec, pa.Array, pa.Table]:
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(pa.string())
-    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
-        if not pa.types.is_string(arr.type):
-            raise DataError(f"multi-valued column {name!r} must hold text or lists, not {arr.type}")
-        arr = pc.split_pattern(pc.utf8_trim_whitespace(arr), pattern=sep or " ")
-    arr = pc.fill_null(arr, pa.scalar([], arr.type)) if arr.null_count else arr
-    values = pc.list_flatten(arr)
-    parents = np.asarray(pc.list_parent_indices(arr), dtype=np.int64)
-    values_ok = pc.not_equal(pc.cast(values, pa.string()), "")
-    codes, dictionary = _codes(pc.if_else(values_ok, values, pa.nulls(len(values), values.type)))
-    elem_train = train[parents]
-    ids, vocab, vsize = _vocab_ids(codes, dictionary, elem_train, min_count)
-    keep = codes >= 0  # drop empty tokens ("a||b") rather than turning them into OOV ids
-    lengths = np.bincount(parents[keep], minlength=len(arr))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids[keep].astype(np.int32)))
-    max_len = int(min(max(lengths[train].max(initial=1), 1), config.max_multi_len))
-    spec = FieldSpec(name=name, kind="multi_valued", vocab_size=vsize, distinct=len(dictionary),
-                     max_len=max_len, transform={"type": "vocab", "min_count": min_count, "sep": sep})
-    return spec, lists, vocab
 
 
 # --- writing ---------------------------------------------------------------------------------

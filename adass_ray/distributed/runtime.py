@@ -41,6 +41,9 @@ def require_resource(name: str) -> None:
     from adass_ray.errors import ConfigError
 
     if name and name not in ray.cluster_resources():
-        have = sorted(k for k in ray.cluster_resources() if not k.startswith(("node:", "accelerator_type")))
-        raise ConfigError(f"actor_resource={name!r}: the Ray cluster has no such resource (it has {have}); "
+        have = sorted(
+            k for k in ray.cluster_resources() if not k.startswith(("node:", "accelerator_type"))
+        )
+        raise ConfigError(f"actor_resource={name!r}: the Ray cluster has no such resource "
+                          f"(it has {have}); "
                           "declare it on a node type (cluster.yaml) or leave actor_resource empty")

@@ -18,7 +18,8 @@ def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
 
 
 def run_parallel(fn: Callable[..., Any], calls: Sequence[dict[str, Any]], *, names: Sequence[str],
-                 on_done: Callable[[str, Any], None] | None = None, verbose: bool = False) -> list[Any]:
+                 on_done: Callable[[str, Any], None] | None = None,
+                 verbose: bool = False) -> list[Any]:
     """Run ``fn(**kwargs)`` for every kwargs in ``calls`` as 1-CPU Ray tasks; results in order.
 
     ``on_done(name, result)`` is called on the driver as each task finishes (progress lines).

@@ -9,7 +9,6 @@ copies the final model out of Ray's storage into the stage's output folder.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,36 +17,21 @@ from typing import Any
 
 import torch
 
-from adass_ray import config as cfgmod
-from adass_ray.artifacts import MODEL_FILE, check_fingerprint, save_model, write_json
+from adass_ray import configio
 from adass_ray.data.feature_map import FeatureMap
+from adass_ray.data.io import write_json
 from adass_ray.data.loader import ShardLoader
+from adass_ray.distributed import faults
 from adass_ray.errors import AdassError
-from adass_ray.loop import Comm, TorchDistComm, TrainLoop
-from adass_ray.training import (
-    FixedTask,
-    SupernetTask,
-    Task,
-    TrainConfig,
-    build_standalone,
-    build_supernet,
-    set_threads,
-)
+from adass_ray.model.checkpoint import MODEL_FILE, check_fingerprint, save_model
+from adass_ray.tracking import TrackingSpec
+from adass_ray.train.comm import Comm, TorchDistComm
+from adass_ray.train.config import TrainConfig
+from adass_ray.train.loop import TrainLoop
+from adass_ray.train.task import make_task, param_counts, set_threads
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
-
-
-def make_task(fm: FeatureMap, cfg: TrainConfig, kind: str, sizes: tuple[int, ...] | None) -> Task:
-    """The task a stage trains: the supernet with its sampler, or a fixed architecture."""
-    torch.manual_seed(cfg.seed)  # identical initial weights on every worker
-    if kind == "supernet":
-        net = build_supernet(fm, cfg.model)
-        sampler = cfg.sampler.build(num_fields=fm.num_fields, num_candidates=len(net.candidate_sizes))
-        return SupernetTask(net, sampler)
-    if sizes is None:
-        raise AdassError("a fixed-architecture run needs sizes")
-    return FixedTask(build_standalone(fm, cfg.model, sizes))
 
 
 def train_per_worker(config: dict[str, Any]) -> None:
@@ -57,7 +41,7 @@ def train_per_worker(config: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    cfg = cfgmod.from_mapping(TrainConfig, config["train"])
+    cfg = configio.from_mapping(TrainConfig, config["train"])
     set_threads(cfg.cpus_per_worker)
     data = Path(config["data"])
     fm = FeatureMap.load(data)
@@ -68,7 +52,10 @@ def train_per_worker(config: dict[str, Any]) -> None:
         task.model.load_state_dict(torch.load(config["init_state"], map_location="cpu"))
     task.model.to(device)
     loaders = _loaders(data, fm, cfg, rank, world)
-    tracker = _tracker(config.get("tracking"), rank)
+    spec = config.get("tracking")
+    tracker = (
+        spec.attach() if rank == 0 and spec is not None else TrackingSpec(enabled=False).attach()
+    )
     progress = config.get("progress") if rank == 0 else None
 
     def on_metrics(metrics: dict[str, float], step: int) -> None:
@@ -81,7 +68,7 @@ def train_per_worker(config: dict[str, Any]) -> None:
             )
 
     def on_checkpoint(state: dict[str, Any], metrics: dict[str, float]) -> None:
-        _maybe_fail(config, loop.state.global_step, rank)
+        faults.train_step(config.get("fault"), step=loop.state.global_step, rank=rank)
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
@@ -90,73 +77,91 @@ def train_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=checkpoint)
 
     loop = TrainLoop(
-        task=task, config=cfg, train=loaders["train"], valid=loaders["valid"],
-        comm=TorchDistComm() if world > 1 else Comm(), device=device,
+        task=task,
+        config=cfg,
+        train=loaders["train"],
+        valid=loaders["valid"],
+        comm=TorchDistComm() if world > 1 else Comm(),
+        device=device,
         on_checkpoint=on_checkpoint,
         on_metrics=on_metrics,
     )
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            loop.load_state_dict(torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=False))
-        logger.info("rank %d resumed at epoch %d step %d", rank, loop.state.epoch, loop.state.global_step)
+            loop.load_state_dict(
+                torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=False)
+            )
+        logger.info(
+            "rank %d resumed at epoch %d step %d", rank, loop.state.epoch, loop.state.global_step
+        )
         if progress is not None:
             progress.put.remote(f"resumed from the checkpoint at step {loop.state.global_step}")
     loop.run()
-    final = {**loop.evaluate(loaders["test"], "test"), **_params(task, fm)}
-    final.update({f"best_{k}": v for k, v in loop.state.history[loop.state.best_epoch].items()}
-                 if loop.state.best_epoch >= 0 else {})
+    final = {**loop.evaluate(loaders["test"], "test"), **param_counts(task)}
+    final.update(
+        {f"best_{k}": v for k, v in loop.state.history[loop.state.best_epoch].items()}
+        if loop.state.best_epoch >= 0
+        else {}
+    )
     tracker.log_metrics({k: v for k, v in final.items() if isinstance(v, float | int)})
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:
             extra = task.extra_state()
-            save_model(Path(tmp) / MODEL_FILE, kind=config["kind"], model=task.model,
-                       model_config=cfg.model, fm=fm, sizes=sizes, extra=extra)
+            save_model(
+                Path(tmp) / MODEL_FILE,
+                kind=config["kind"],
+                model=task.model,
+                model_config=cfg.model,
+                fm=fm,
+                sizes=sizes,
+                extra=extra,
+            )
             write_json(Path(tmp) / "history.json", loop.state.history)
             torch.save(loop.state_dict(), Path(tmp) / STATE_FILE)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report({**final, "done": 1.0}, checkpoint=checkpoint)
 
 
-def _loaders(data: Path, fm: FeatureMap, cfg: TrainConfig, rank: int, world: int) -> dict[str, ShardLoader]:
+def _loaders(
+    data: Path, fm: FeatureMap, cfg: TrainConfig, rank: int, world: int
+) -> dict[str, ShardLoader]:
     eval_rows = cfg.eval_rows or cfg.max_rows
     return {
         # batch_size is the global batch: each of the world workers takes its share
-        "train": ShardLoader(data, fm, split="train", batch_size=max(1, cfg.batch_size // world), seed=cfg.seed,
-                             max_rows=cfg.max_rows, drop_last=False, rank=rank, world_size=world),
-        "valid": ShardLoader(data, fm, split="valid", batch_size=16384, shuffle=False,
-                             max_rows=eval_rows, rank=rank, world_size=world),
-        "test": ShardLoader(data, fm, split="test", batch_size=16384, shuffle=False,
-                            max_rows=eval_rows, rank=rank, world_size=world),
+        "train": ShardLoader(
+            data,
+            fm,
+            split="train",
+            batch_size=max(1, cfg.batch_size // world),
+            seed=cfg.seed,
+            max_rows=cfg.max_rows,
+            drop_last=False,
+            rank=rank,
+            world_size=world,
+        ),
+        "valid": ShardLoader(
+            data,
+            fm,
+            split="valid",
+            batch_size=16384,
+            shuffle=False,
+            max_rows=eval_rows,
+            rank=rank,
+            world_size=world,
+        ),
+        "test": ShardLoader(
+            data,
+            fm,
+            split="test",
+            batch_size=16384,
+            shuffle=False,
+            max_rows=eval_rows,
+            rank=rank,
+            world_size=world,
+        ),
     }
-
-
-def _params(task: Task, fm: FeatureMap) -> dict[str, float]:
-    model = task.model
-    total = float(sum(p.numel() for p in model.parameters()))
-    if isinstance(task, FixedTask):
-        return {"embedding_params": float(task.standalone.embedding_params()), "total_params": total}
-    return {"supernet_params": total}
-
-
-def _tracker(spec: dict[str, Any] | None, rank: int) -> Any:
-    from adass_ray.tracking import MlflowTracker, NoopTracker
-
-    if rank != 0 or not spec or not spec.get("run_id"):
-        return NoopTracker()
-    return MlflowTracker.attach(tracking_uri=spec.get("uri"), run_id=spec["run_id"])
-
-
-def _maybe_fail(config: dict[str, Any], step: int, rank: int) -> None:
-    """Fault injection for tests: the worker of rank ``fail_rank`` dies once at ``fail_at_step``."""
-    at, marker = config.get("fail_at_step"), config.get("fail_marker")
-    if at is None or marker is None or rank != config.get("fail_rank", 1) or step < at:
-        return
-    if not os.path.exists(marker):
-        Path(marker).write_text(str(step))
-        logger.warning("fault injection: rank %d exits at step %d", rank, step)
-        os._exit(1)
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,7 @@ def fit(
     cfg: TrainConfig,
     kind: str,
     sizes: tuple[int, ...] | None = None,
-    tracking: dict[str, Any] | None = None,
+    tracking: TrackingSpec | None = None,
     resume: bool = False,
     extra_config: dict[str, Any] | None = None,
 ) -> FitResult:
@@ -191,7 +196,10 @@ def fit(
     out = Path(out).resolve()
     storage = out / ".ray"
     if storage.exists() and not resume:
-        raise AdassError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+        raise AdassError(
+            f"{out} already holds a training run; pass --resume to continue it "
+            "or choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     _check_or_record_run(out, FeatureMap.load(data), kind, sizes, resume)
     use_gpu = _use_gpu(cfg)
@@ -199,22 +207,34 @@ def fit(
     progress = _progress_actor()
     trainer = TorchTrainer(
         train_per_worker,
-        train_loop_config={"data": str(Path(data).resolve()), "kind": kind, "sizes": list(sizes) if sizes else None,
-                           "train": cfgmod.to_dict(cfg), "tracking": tracking, "progress": progress,
-                           **(extra_config or {})},
+        train_loop_config={
+            "data": str(Path(data).resolve()),
+            "kind": kind,
+            "sizes": list(sizes) if sizes else None,
+            "train": configio.to_dict(cfg),
+            "tracking": tracking,
+            "progress": progress,
+            "fault": faults.spec("train"),
+            **(extra_config or {}),
+        },
         scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.num_workers, use_gpu=use_gpu,
+            num_workers=cfg.num_workers,
+            use_gpu=use_gpu,
             resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
         ),
         run_config=ray.train.RunConfig(
-            name="train", storage_path=str(storage),
+            name="train",
+            storage_path=str(storage),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
     result = _fit_with_progress(trainer, progress)
     if result.error is not None or result.checkpoint is None:
-        raise AdassError(f"training failed: {type(result.error).__name__}: {str(result.error).splitlines()[0] if result.error else 'no checkpoint'}")
+        raise AdassError(
+            f"training failed: {type(result.error).__name__}: "
+            f"{str(result.error).splitlines()[0] if result.error else 'no checkpoint'}"
+        )
     with result.checkpoint.as_directory() as d:
         for name in (MODEL_FILE, "history.json"):
             shutil.copy2(Path(d) / name, out / name)
@@ -223,8 +243,9 @@ def fit(
     return FitResult(out=out, metrics=metrics)
 
 
-def _check_or_record_run(out: Path, fm: FeatureMap, kind: str, sizes: tuple[int, ...] | None,
-                         resume: bool) -> None:
+def _check_or_record_run(
+    out: Path, fm: FeatureMap, kind: str, sizes: tuple[int, ...] | None, resume: bool
+) -> None:
     """A resumed run must be the same kind of run on the same data; record what a new one is."""
     record = out / "run.json"
     if resume and record.is_file():
@@ -233,10 +254,15 @@ def _check_or_record_run(out: Path, fm: FeatureMap, kind: str, sizes: tuple[int,
         prev = json.loads(record.read_text())
         check_fingerprint(prev["fingerprint"], fm, source=f"the run in {out}")
         if prev["kind"] != kind or prev.get("sizes") != (list(sizes) if sizes else None):
-            raise AdassError(f"the run in {out} is a {prev['kind']} run with sizes {prev.get('sizes')}; "
-                             "resume it with the same stage and sizes, or choose another --out")
+            raise AdassError(
+                f"the run in {out} is a {prev['kind']} run with sizes {prev.get('sizes')}; "
+                "resume it with the same stage and sizes, or choose another --out"
+            )
         return
-    write_json(record, {"kind": kind, "sizes": list(sizes) if sizes else None, "fingerprint": fm.fingerprint()})
+    write_json(
+        record,
+        {"kind": kind, "sizes": list(sizes) if sizes else None, "fingerprint": fm.fingerprint()},
+    )
 
 
 def _progress_actor() -> Any:

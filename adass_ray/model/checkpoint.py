@@ -1,4 +1,4 @@
-"""Model files: what a training stage leaves behind and later stages load.
+"""Model files (save / load / fingerprint): what a training stage leaves behind.
 
 ``model.pt`` holds the weights, the model config, the architecture (for fixed models), the
 sampler state (for supernets) and the feature map's fingerprint, so that a checkpoint is never
@@ -8,36 +8,46 @@ used with data it was not trained on.
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from adass_ray import config as cfgmod
+from adass_ray import configio
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.io import atomic_write_bytes
 from adass_ray.errors import DataError
-from adass_ray.training import ModelConfig, build_standalone, build_supernet
+from adass_ray.model.config import ModelConfig, build_standalone, build_supernet
 
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.json"
 
 
-def save_model(path: str | os.PathLike[str], *, kind: str, model: torch.nn.Module, model_config: ModelConfig,
-               fm: FeatureMap, sizes: tuple[int, ...] | None = None, extra: dict[str, Any] | None = None) -> None:
+def save_model(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    model: torch.nn.Module,
+    model_config: ModelConfig,
+    fm: FeatureMap,
+    sizes: tuple[int, ...] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write ``model.pt`` atomically."""
     buf = io.BytesIO()
-    torch.save({
-        "format": 1,
-        "kind": kind,
-        "model_config": cfgmod.to_dict(model_config),
-        "sizes": list(sizes) if sizes is not None else None,
-        "fingerprint": fm.fingerprint(),
-        "state_dict": model.state_dict(),
-        "extra": extra or {},
-    }, buf)
+    torch.save(
+        {
+            "format": 1,
+            "kind": kind,
+            "model_config": configio.to_dict(model_config),
+            "sizes": list(sizes) if sizes is not None else None,
+            "fingerprint": fm.fingerprint(),
+            "state_dict": model.state_dict(),
+            "extra": extra or {},
+        },
+        buf,
+    )
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -49,15 +59,23 @@ def check_fingerprint(found: dict[str, Any], fm: FeatureMap, *, source: str) -> 
     got = {f[0]: f for f in found.get("fields", [])}
     for name, _kind, vocab in want["fields"]:
         if name not in got:
-            raise DataError(f"{source} was trained on other data: it has no field {name!r}; "
-                            "train it again on this dataset")
+            raise DataError(
+                f"{source} was trained on other data: it has no field {name!r}; "
+                "train it again on this dataset"
+            )
         if got[name][2] != vocab:
-            raise DataError(f"{source} was trained on other data: field {name!r} has vocab "
-                            f"{got[name][2]} there, {vocab} here; train it again on this dataset")
-    raise DataError(f"{source} was trained on other data (fields differ); train it again on this dataset")
+            raise DataError(
+                f"{source} was trained on other data: field {name!r} has vocab "
+                f"{got[name][2]} there, {vocab} here; train it again on this dataset"
+            )
+    raise DataError(
+        f"{source} was trained on other data (fields differ); train it again on this dataset"
+    )
 
 
-def load_model(path: str | os.PathLike[str], fm: FeatureMap) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | os.PathLike[str], fm: FeatureMap
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Load a ``model.pt`` (or the one in a folder) for ``fm``; returns (model, file contents).
 
     Raises:
@@ -75,22 +93,10 @@ def load_model(path: str | os.PathLike[str], fm: FeatureMap) -> tuple[torch.nn.M
     if not isinstance(blob, dict) or blob.get("format") != 1:
         raise DataError(f"{path}: not an adass_ray model file")
     check_fingerprint(blob["fingerprint"], fm, source=str(path))
-    mcfg = cfgmod.from_mapping(ModelConfig, blob["model_config"], where=str(path))
+    mcfg = configio.from_mapping(ModelConfig, blob["model_config"], where=str(path))
     if blob["kind"] == "supernet":
         model: torch.nn.Module = build_supernet(fm, mcfg)
     else:
         model = build_standalone(fm, mcfg, tuple(blob["sizes"]))
     model.load_state_dict(blob["state_dict"])
     return model, blob
-
-
-def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, default=_default) + "\n").encode())
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, float | int):
-        return o
-    return str(o)

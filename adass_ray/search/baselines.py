@@ -1,6 +1,7 @@
-"""The evaluation harness's building blocks: in-process training, the searches and the baselines.
+"""Baselines the harness compares our search with: random search, evolution, fixed rules and
+SSEDS-style saliency pruning.
 
-Pure torch and numpy (no Ray, no MLflow): :mod:`adass_ray.report` runs these as Ray tasks and
+Pure torch and numpy (no Ray, no MLflow): :mod:`adass_ray.harness` runs these as Ray tasks and
 writes the tables. Every search here scores architectures on a frozen supernet through a
 :class:`~adass_ray.search.evaluator.CachedEvaluator`, so the methods that share a supernet are
 compared on equal terms; the baselines that need no supernet (uniform, card^0.25, saliency
@@ -10,7 +11,6 @@ pruning) only produce sizes. All sizes are then retrained from scratch with one 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,79 +21,21 @@ import torch
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.loader import ShardLoader
 from adass_ray.errors import ConfigError
-from adass_ray.loop import TrainLoop
 from adass_ray.model.supernet import Supernet
-from adass_ray.search.agent import SearchAgent, SearchConfig
 from adass_ray.search.evaluator import CachedEvaluator
-from adass_ray.search.space import Arch, SearchSpace, repair, select
-from adass_ray.training import (
-    FixedTask,
-    SupernetTask,
-    TrainConfig,
-    build_standalone,
-    build_supernet,
-    validate,
-)
-
-# --------------------------------------------------------------------------------- training
-
-
-def train_local(data: Path, cfg: TrainConfig, kind: str, sizes: tuple[int, ...] | None = None,
-                threads: int = 1) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Train one model in this process (the same loop as on Ray Train, one worker).
-
-    Returns the trained model (best validation epoch) and its metrics: test AUC / logloss, best
-    validation AUC, epochs run, seconds, and for a fixed model its embedding and total params.
-    """
-    torch.set_num_threads(threads)
-    fm = FeatureMap.load(data)
-    torch.manual_seed(cfg.seed)
-    validate(fm, cfg, kind)
-    if kind == "supernet":
-        net = build_supernet(fm, cfg.model)
-        task: Any = SupernetTask(net, cfg.sampler.build(num_fields=fm.num_fields,
-                                                        num_candidates=len(net.candidate_sizes)))
-    else:
-        if sizes is None:
-            raise ConfigError("a fixed model needs sizes")
-        task = FixedTask(build_standalone(fm, cfg.model, sizes))
-    eval_rows = cfg.eval_rows or cfg.max_rows
-    loader = {split: ShardLoader(data, fm, split=split, batch_size=16384, shuffle=False, max_rows=eval_rows)
-              for split in ("valid", "test")}
-    train = ShardLoader(data, fm, split="train", batch_size=cfg.batch_size, seed=cfg.seed, max_rows=cfg.max_rows,
-                        drop_last=False)
-    loop = TrainLoop(task=task, config=cfg, train=train, valid=loader["valid"])
-    t0 = time.perf_counter()
-    state = loop.run()
-    metrics = {**loop.evaluate(loader["test"], "test"), "seconds": time.perf_counter() - t0,
-               "epochs": float(state.epoch), "best_val_auc": state.best_score}
-    if kind != "supernet":
-        model = task.standalone
-        metrics.update(embedding_params=float(model.embedding_params()), total_params=float(model.total_params()))
-    else:
-        metrics["supernet_params"] = float(sum(p.numel() for p in task.model.parameters()))
-    return task.model, {k: float(v) for k, v in metrics.items()}
-
+from adass_ray.search.space import Arch, SearchSpace, repair
 
 # --------------------------------------------------------------------------------- searches
 
 
-def rl_search(evaluator: CachedEvaluator, space: SearchSpace, budget: int, cfg: SearchConfig) -> dict[str, Any]:
-    """Our stage 2 in one process: ``cfg.controllers`` REINFORCE controllers sharing one memo."""
-    t0 = time.perf_counter()
-    agents = [SearchAgent(space=space, budget=budget, evaluator=evaluator, config=cfg, index=i)
-              for i in range(cfg.controllers)]
-    history: list[tuple[Arch, float]] = []
-    for _ in range(cfg.iterations):
-        for agent in agents:
-            history.extend((tuple(r["arch"]), r["quality"]) for r in agent.step())
-    return _result(space, history, budget, evaluator, t0)
+Scored = list[tuple[Arch, float]]
 
 
-def random_search(evaluator: CachedEvaluator, space: SearchSpace, budget: int, evaluations: int,
-                  seed: int) -> dict[str, Any]:
-    """Uniformly random architectures, repaired to the budget, until ``evaluations`` distinct ones."""
-    t0 = time.perf_counter()
+def random_search(
+    evaluator: CachedEvaluator, space: SearchSpace, budget: int, evaluations: int, seed: int
+) -> Scored:
+    """Uniformly random architectures, repaired to the budget, until ``evaluations`` distinct
+    ones; returns every ``(arch, Q)`` scored."""
     rng = np.random.default_rng([seed, 11])
     seen: dict[Arch, None] = {}
     stale = 0
@@ -102,15 +44,22 @@ def random_search(evaluator: CachedEvaluator, space: SearchSpace, budget: int, e
         stale = stale + 1 if a in seen else 0
         seen.setdefault(a, None)
     archs = list(seen)
-    history = list(zip(archs, evaluator.evaluate(archs), strict=True))
-    return _result(space, history, budget, evaluator, t0)
+    return list(zip(archs, evaluator.evaluate(archs), strict=True))
 
 
-def evolutionary_search(evaluator: CachedEvaluator, space: SearchSpace, budget: int, evaluations: int,
-                        seed: int, population: int = 32, parents: int = 10, mutate: float = 0.1) -> dict[str, Any]:
-    """OptEmbed-style evolution: random start, then children by crossover and mutation of the best
-    ``parents``, all repaired to the budget, until ``evaluations`` distinct architectures."""
-    t0 = time.perf_counter()
+def evolutionary_search(
+    evaluator: CachedEvaluator,
+    space: SearchSpace,
+    budget: int,
+    evaluations: int,
+    seed: int,
+    population: int = 32,
+    parents: int = 10,
+    mutate: float = 0.1,
+) -> Scored:
+    """OptEmbed-style evolution: random start, then children by crossover and mutation of the
+    best ``parents``, all repaired to the budget, until ``evaluations`` distinct architectures;
+    returns every ``(arch, Q)`` scored."""
     rng = np.random.default_rng([seed, 13])
     scores: dict[Arch, float] = {}
 
@@ -136,14 +85,7 @@ def evolutionary_search(evaluator: CachedEvaluator, space: SearchSpace, budget: 
         before = len(scores)
         score(children)
         stale = stale + 1 if len(scores) == before else 0
-    return _result(space, list(scores.items()), budget, evaluator, t0)
-
-
-def _result(space: SearchSpace, history: list[tuple[Arch, float]], budget: int, evaluator: CachedEvaluator,
-            t0: float) -> dict[str, Any]:
-    chosen = select(space, history, budget)
-    return {"arch": list(chosen.arch), "sizes": list(chosen.sizes), "cost": chosen.cost, "quality": chosen.quality,
-            "evaluations": len({a for a, _ in history}), "seconds": time.perf_counter() - t0}
+    return list(scores.items())
 
 
 # --------------------------------------------------------------------------------- baselines
@@ -162,13 +104,15 @@ def _nearest_candidate(x: float, candidates: Sequence[int]) -> int:
     return min(candidates, key=lambda s: (abs(math.log2(s) - math.log2(max(x, 1e-9))), s))
 
 
-def card_rule(space: SearchSpace, budget: int, power: float = 0.25) -> tuple[tuple[int, ...], float]:
+def card_rule(
+    space: SearchSpace, budget: int, power: float = 0.25
+) -> tuple[tuple[int, ...], float]:
     """Sizes ``ceil(k · V_f^power)`` rounded to the candidate set, with the largest k (bisection)
     whose cost fits the budget. Returns (sizes, k)."""
     cands = [s for s in space.candidate_sizes if s > 0]
 
     def sizes(k: float) -> tuple[int, ...]:
-        return tuple(_nearest_candidate(math.ceil(k * v ** power), cands) for v in space.vocab_sizes)
+        return tuple(_nearest_candidate(math.ceil(k * v**power), cands) for v in space.vocab_sizes)
 
     def cost(k: float) -> int:
         return sum(v * s for v, s in zip(space.vocab_sizes, sizes(k), strict=True))
@@ -184,28 +128,39 @@ def card_rule(space: SearchSpace, budget: int, power: float = 0.25) -> tuple[tup
     return sizes(lo), lo
 
 
-def saliency_sizes(model: Any, data: Path, space: SearchSpace, budget: int, rows: int = 20_000,
-                   batch_size: int = 4096) -> tuple[tuple[int, ...], list[list[float]]]:
+def saliency_sizes(
+    model: Any,
+    data: Path,
+    space: SearchSpace,
+    budget: int,
+    rows: int = 20_000,
+    batch_size: int = 4096,
+) -> tuple[tuple[int, ...], list[list[float]]]:
     """SSEDS-style single-shot pruning of a trained uniform model to the budget.
 
     Each embedding dimension j of field f is scored once by the first-order effect of masking it,
-    ``|Σ_rows ∂L/∂e_fj · e_fj|`` = ``|Σ_v T_f[v, j] · ∂L/∂T_f[v, j]|`` over ``rows`` validation rows.
+    ``|Σ_rows ∂L/∂e_fj · e_fj|`` = ``|Σ_v T_f[v, j] · ∂L/∂T_f[v, j]|`` over ``rows``
+    validation rows.
     Dimensions are kept greedily by saliency per parameter (a dimension of field f costs V_f)
     until the budget is spent; each field's count of kept dimensions is rounded down to a
     candidate size (at least the smallest), and the result is repaired to the budget.
 
     Returns the sizes and the per-field saliencies (sorted, largest first).
     """
-    from adass_ray.training import FixedTask
+    from adass_ray.train.task import FixedTask
 
     fm = FeatureMap.load(data)
     task = FixedTask(model)
     emb = model.embeddings
     model.eval()
     model.zero_grad(set_to_none=True)
-    loader = ShardLoader(data, fm, split="valid", batch_size=batch_size, shuffle=False, max_rows=rows)
+    loader = ShardLoader(
+        data, fm, split="valid", batch_size=batch_size, shuffle=False, max_rows=rows
+    )
     for batch in loader:
-        loss, _ = task.train_step(batch, generator=torch.Generator().manual_seed(0), reduce=lambda t: t)
+        loss, _ = task.train_step(
+            batch, generator=torch.Generator().manual_seed(0), reduce=lambda t: t
+        )
         (loss * len(batch)).backward()
     scores: list[list[float]] = []
     for f in range(fm.num_fields):
@@ -217,11 +172,13 @@ def saliency_sizes(model: Any, data: Path, space: SearchSpace, budget: int, rows
             continue
         if grad.is_sparse:
             grad = grad.to_dense()
-        g = grad[row: row + table.shape[0]]
+        g = grad[row : row + table.shape[0]]
         scores.append((table.detach() * g).sum(0).abs().tolist())
     model.zero_grad(set_to_none=True)
-    items = sorted(((s / space.vocab_sizes[f], f, j) for f, sc in enumerate(scores) for j, s in enumerate(sc)),
-                   reverse=True)
+    items = sorted(
+        ((s / space.vocab_sizes[f], f, j) for f, sc in enumerate(scores) for j, s in enumerate(sc)),
+        reverse=True,
+    )
     kept, spent = [0] * space.num_fields, 0
     for _, f, _ in items:
         if spent + space.vocab_sizes[f] <= budget:
@@ -236,8 +193,11 @@ def saliency_sizes(model: Any, data: Path, space: SearchSpace, budget: int, rows
 def panel(space: SearchSpace, n: int, seed: int) -> list[Arch]:
     """A fixed panel of ``n`` architectures for ranking consistency: every uniform architecture
     plus seeded random ones (distinct), spanning small to large costs."""
-    archs: dict[Arch, None] = {(k,) * space.num_fields: None
-                               for k in range(space.num_candidates) if space.candidate_sizes[k] > 0}
+    archs: dict[Arch, None] = {
+        (k,) * space.num_fields: None
+        for k in range(space.num_candidates)
+        if space.candidate_sizes[k] > 0
+    }
     rng = np.random.default_rng([seed, 17])
     while len(archs) < n:
         archs.setdefault(space.random_arch(rng), None)

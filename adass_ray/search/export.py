@@ -62,7 +62,9 @@ def write_sizes_json(
     """
     sizes, cost = space.sizes(arch), space.cost(arch)
     if cost > budget:
-        raise ConfigError(f"refusing to export sizes of {cost:,} params over the budget of {budget:,}")
+        raise ConfigError(
+            f"refusing to export sizes of {cost:,} params over the budget of {budget:,}"
+        )
     doc: dict[str, Any] = {
         "format": FORMAT,
         "fields": {
@@ -128,10 +130,14 @@ def validate_sizes(
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{source}: expected a JSON object at the top level")
     if doc.get("format") != FORMAT:
-        raise ConfigError(f"{source}: format {doc.get('format')!r} is not supported (expected {FORMAT})")
+        raise ConfigError(
+            f"{source}: format {doc.get('format')!r} is not supported (expected {FORMAT})"
+        )
     fields = doc.get("fields")
     if not isinstance(fields, Mapping) or not fields:
-        raise ConfigError(f"{source}: 'fields' must be a non-empty object of name -> {{size, vocab}}")
+        raise ConfigError(
+            f"{source}: 'fields' must be a non-empty object of name -> {{size, vocab}}"
+        )
     for name, spec in fields.items():
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{source}: field {name!r} must be an object with 'size' and 'vocab'")
@@ -140,7 +146,9 @@ def validate_sizes(
     cost = _int(doc, "cost", source, minimum=0)
     total = sum(s["size"] * s["vocab"] for s in fields.values())
     if cost != total:
-        raise ConfigError(f"{source}: cost {cost:,} does not match Σ vocab·size = {total:,} (edited?)")
+        raise ConfigError(
+            f"{source}: cost {cost:,} does not match Σ vocab·size = {total:,} (edited?)"
+        )
     if _int(doc, "cost_bytes_fp32", source, minimum=0) != 4 * cost:
         raise ConfigError(f"{source}: cost_bytes_fp32 must be 4 × cost = {4 * cost:,}")
     budget = _int(doc, "budget", source, minimum=1)
@@ -232,7 +240,9 @@ def _check_against(fields: Mapping[str, Any], fm: FeatureMap, source: str) -> No
     missing = [n for n in fm.field_names if n not in fields]
     extra = [n for n in fields if n not in fm.field_names]
     if missing or extra:
-        raise ConfigError(f"{source}: fields differ from the dataset (missing {missing}, unknown {extra})")
+        raise ConfigError(
+            f"{source}: fields differ from the dataset (missing {missing}, unknown {extra})"
+        )
     vocab = dict(zip(fm.field_names, fm.vocab_sizes, strict=True))
     wrong = [n for n in fm.field_names if fields[n]["vocab"] != vocab[n]]
     if wrong:
@@ -240,3 +250,14 @@ def _check_against(fields: Mapping[str, Any], fm: FeatureMap, source: str) -> No
             f"{source}: vocab sizes differ from the dataset for {wrong}; the sizes were searched "
             "on another preparation of the data"
         )
+
+
+def read_sizes(path: str | os.PathLike[str], fm: FeatureMap) -> tuple[int, ...]:
+    """The per-field sizes of a validated ``sizes.json`` (see :func:`read_sizes_json`), in the
+    feature map's field order: what ``train --sizes`` and ``retrain --sizes`` hand the model.
+
+    Raises:
+        ConfigError: as :func:`read_sizes_json`.
+    """
+    doc = read_sizes_json(path, fm)
+    return tuple(int(doc["fields"][name]["size"]) for name in fm.field_names)

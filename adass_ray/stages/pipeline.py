@@ -12,15 +12,20 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adass_ray import config as cfgmod
-from adass_ray.artifacts import MODEL_FILE
+from adass_ray import configio
 from adass_ray.data.feature_map import FEATURE_MAP_FILE, FeatureMap
+from adass_ray.data.io import write_json
 from adass_ray.data.prepare import PrepareConfig, prepare
 from adass_ray.errors import AdassError
-from adass_ray.training import TrainConfig
+from adass_ray.model.checkpoint import MODEL_FILE
+from adass_ray.search.agent import SearchConfig
+from adass_ray.stages.search import search
+from adass_ray.stages.train import retrain, train
+from adass_ray.tracking import TrackingSpec
+from adass_ray.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @dataclass
@@ -42,7 +47,9 @@ def prepare_source(source: str, out: Path, *, seed: int = 0, rows: int = 100_000
     if source == "synthetic":
         from adass_ray.data import synthetic
 
-        return synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=rows, seed=seed), out)
+        return synthetic.generate_dataset(
+            synthetic.SyntheticSpec.preset("tiny", rows=rows, seed=seed), out
+        )
     from adass_ray.data import sources
 
     if source not in sources.BUILTIN_SOURCES:
@@ -67,7 +74,7 @@ def run(
     search_overrides: tuple[str, ...] = (),
     budget: str = "0.8",
     seeds: int = 3,
-    tracking: object | None = None,
+    tracking: TrackingSpec = TrackingSpec(),
     verbose: bool = False,
     rows: int = 100_000,
 ) -> PipelineResult:
@@ -77,63 +84,96 @@ def run(
     Every stage is skipped when its output exists, so a re-run continues a stopped pipeline. With
     tracking on, a parent MLflow run holds the comparison and each stage is a child run.
     """
-    from dataclasses import replace
-
-    from adass_ray import stages
-    from adass_ray.artifacts import write_json
-    from adass_ray.search.agent import SearchConfig
-
     out = Path(out)
     data = out / "data"
     fm = prepare_source(source, data, seed=seed, rows=rows)
     result = PipelineResult(out=out, data=data, feature_map=fm, stages={"data": data})
-    cfg = cfgmod.load(TrainConfig, config or default_config(source), [f"seed={seed}", *overrides])
-    search_cfg = cfgmod.load(SearchConfig, None, [f"seed={seed}", *search_overrides])
-    track = tracking if isinstance(tracking, stages.TrackingOptions) else stages.TrackingOptions()
-    parent = track.start(run_name=f"pipeline-{out.name}", default_experiment=fm.name, fallback_dir=out)
-    child = replace(track, parent_run_id=parent.run_id, experiment=track.experiment or fm.name)
-    try:
-        parent.log_params({"source": source, "budget": budget, "seeds": seeds,
-                           **cfgmod.flatten({"train": cfgmod.to_dict(cfg), "search": cfgmod.to_dict(search_cfg)})})
+    cfg = configio.load(TrainConfig, config or default_config(source), [f"seed={seed}", *overrides])
+    search_cfg = configio.load(SearchConfig, None, [f"seed={seed}", *search_overrides])
+    with tracking.start(
+        run_name=f"pipeline-{out.name}", default_experiment=fm.name, fallback_dir=out
+    ) as parent:
+        child = tracking.children_of(parent, experiment=fm.name)
+        parent.log_params(
+            {
+                "source": source,
+                "budget": budget,
+                "seeds": seeds,
+                **configio.flatten(
+                    {"train": configio.to_dict(cfg), "search": configio.to_dict(search_cfg)}
+                ),
+            }
+        )
         sn = out / "supernet"
         if (sn / MODEL_FILE).is_file():
             logger.info("stage supernet: reusing %s", sn)
             result.metrics["supernet"] = json.loads((sn / "metrics.json").read_text())
         else:
             logger.info("stage supernet: training into %s", sn)
-            res = stages.train(data=data, out=sn, cfg=cfg, kind="supernet", resume=(sn / ".ray").exists(),
-                               tracking=child, verbose=verbose)
+            res = train(
+                data=data,
+                out=sn,
+                cfg=cfg,
+                kind="supernet",
+                resume=(sn / ".ray").exists(),
+                tracking=child,
+                verbose=verbose,
+            )
             result.metrics["supernet"] = res.metrics
         result.stages["supernet"] = sn
         found = out / "search"
         if not (found / "sizes.json").is_file():
             logger.info("stage search: %d controllers, budget %s", search_cfg.controllers, budget)
-            stages.search(data=data, supernet=sn, out=found, budget=budget, cfg=search_cfg,
-                          resume=(found / "search_state.pt").exists(), tracking=child, verbose=verbose)
+            search(
+                data=data,
+                supernet=sn,
+                out=found,
+                budget=budget,
+                cfg=search_cfg,
+                resume=(found / "search_state.pt").exists(),
+                tracking=child,
+                verbose=verbose,
+            )
         result.stages["search"] = found
         sizes_doc = json.loads((found / "sizes.json").read_text())
         summaries = {}
-        for name, kw in (("searched", {"sizes_file": str(found / "sizes.json")}),
-                         ("uniform", {"uniform": search_cfg.d_base})):
+        for name, kw in (
+            ("searched", {"sizes_file": str(found / "sizes.json")}),
+            ("uniform", {"uniform": search_cfg.d_base}),
+        ):
             logger.info("stage retrain (%s sizes): %d seeds", name, seeds)
-            summaries[name] = stages.retrain(data=data, out=out / f"retrain-{name}", cfg=cfg, seeds=seeds,
-                                             tracking=child, verbose=verbose, **kw)
+            summaries[name] = retrain(
+                data=data,
+                out=out / f"retrain-{name}",
+                cfg=cfg,
+                seeds=seeds,
+                tracking=child,
+                verbose=verbose,
+                **kw,
+            )
             result.stages[f"retrain-{name}"] = out / f"retrain-{name}"
         report = {
-            "budget": sizes_doc["budget"], "uniform_cost": sizes_doc["uniform_baseline"]["cost"],
+            "budget": sizes_doc["budget"],
+            "uniform_cost": sizes_doc["uniform_baseline"]["cost"],
             "searched_cost": sizes_doc["cost"],
             "sizes": {k: v["size"] for k, v in sizes_doc["fields"].items()},
-            **{f"{n}_{k}": v for n, sm in summaries.items() for k, v in sm.items()
-               if k.startswith("test_") or k == "embedding_params"},
+            **{
+                f"{n}_{k}": v
+                for n, sm in summaries.items()
+                for k, v in sm.items()
+                if k.startswith("test_") or k == "embedding_params"
+            },
         }
         write_json(out / "report.json", report)
         parent.log_metrics({k: float(v) for k, v in report.items() if isinstance(v, int | float)})
-        for path in (out / "report.json", found / "sizes.json", found / "history.json", found / "pareto.csv",
-                     found / "pareto.png", data / FEATURE_MAP_FILE):
+        for path in (
+            out / "report.json",
+            found / "sizes.json",
+            found / "history.json",
+            found / "pareto.csv",
+            found / "pareto.png",
+            data / FEATURE_MAP_FILE,
+        ):
             parent.log_artifact(path)
         result.metrics["report"] = report
-    except BaseException:
-        parent.close(status="FAILED")
-        raise
-    parent.close()
     return result

@@ -17,83 +17,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from adass_ray.data.loader import ShardLoader
 from adass_ray.metrics import auc, logloss
-from adass_ray.training import Task, TrainConfig, is_table
+from adass_ray.train.comm import Comm
+from adass_ray.train.config import TrainConfig
+from adass_ray.train.task import Task, is_table
 
 logger = logging.getLogger(__name__)
 HOLDOUT_ROWS = 2048  # validation rows a path-scoring sampler (greedy) scores its candidate paths on
-
-
-class Comm:
-    """Collective operations; the single-process version does nothing."""
-
-    rank = 0
-    world_size = 1
-
-    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
-        return t
-
-    def average_gradients(self, params: list[torch.nn.Parameter], sparse: list[torch.nn.Parameter]) -> None:
-        """Average gradients over workers (no-op for one worker); ``sparse`` have sparse grads."""
-
-    def gather(self, t: torch.Tensor) -> torch.Tensor:
-        return t
-
-
-class TorchDistComm(Comm):
-    """``torch.distributed`` collectives (the process group Ray Train sets up)."""
-
-    def __init__(self) -> None:
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-
-    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
-        t = t.clone()
-        dist.all_reduce(t)
-        return t
-
-    def average_gradients(self, params: list[torch.nn.Parameter], sparse: list[torch.nn.Parameter]) -> None:
-        # One flat buffer → one all-reduce per step. Parameters a step did not touch get zero
-        # gradients so every worker contributes the same layout (no DDP unused-parameter checks:
-        # with per-row paths, which candidates a batch touches varies from step to step).
-        for p in sparse:
-            self._average_sparse(p)
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for p, g in zip(params, grads, strict=True):
-            n = g.numel()
-            p.grad = flat[offset:offset + n].view_as(p)
-            offset += n
-
-    def _average_sparse(self, p: torch.nn.Parameter) -> None:
-        """All-gather the touched rows of a sparse table gradient and average them."""
-        if p.grad is None:
-            idx = torch.empty(0, dtype=torch.long, device=p.device)
-            val = torch.empty((0, *p.shape[1:]), dtype=p.dtype, device=p.device)
-        else:
-            g = p.grad.coalesce()
-            idx, val = g.indices()[0], g.values()
-        n = torch.tensor([idx.numel()], device=p.device)
-        counts = self.gather(n)
-        most = int(counts.max())
-        pad = most - idx.numel()
-        idx_all = self.gather(torch.cat([idx, idx.new_zeros(pad)]))
-        val_all = self.gather(torch.cat([val, val.new_zeros((pad, *val.shape[1:]))]))
-        keep = torch.cat([torch.arange(most, device=p.device) < int(c) for c in counts])
-        grad = torch.sparse_coo_tensor(idx_all[keep][None], val_all[keep] / self.world_size, p.shape)
-        p.grad = grad.coalesce()
-
-    def gather(self, t: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(t) for _ in range(self.world_size)]
-        dist.all_gather(parts, t.contiguous())
-        return torch.cat(parts)
 
 
 @dataclass
@@ -155,8 +87,11 @@ class TrainLoop:
             # lazy Adam: moments and updates only for the rows a step touched
             self.optimizers.append(torch.optim.SparseAdam(self.sparse_params, lr=config.lr))
         self.state = LoopState()
+        task.set_total_steps(len(train) * config.epochs)
         self.best_model: dict[str, torch.Tensor] | None = None
-        if getattr(task, "wants_holdout", False):  # the greedy sampler scores paths on held-out rows
+        if getattr(
+            task, "wants_holdout", False
+        ):  # the greedy sampler scores paths on held-out rows
             rows = valid.full_batch()
             task.attach_holdout(rows.slice(0, min(HOLDOUT_ROWS, len(rows))).to(self.device))
 
@@ -187,8 +122,9 @@ class TrainLoop:
         seed = self._step_seed(st.global_step)
         torch.manual_seed(seed)  # dropout and any other global randomness: (seed, rank, step) too
         self.task.model.train()
-        loss, _ = self.task.train_step(batch, generator=torch.Generator().manual_seed(seed),
-                                       reduce=self.comm.all_reduce_sum)
+        loss, _ = self.task.train_step(
+            batch, generator=torch.Generator().manual_seed(seed), reduce=self.comm.all_reduce_sum
+        )
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -211,8 +147,13 @@ class TrainLoop:
                 if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
                     self.on_checkpoint(self.state_dict(), {"train_loss": _mean(losses)})
             train_time = time.perf_counter() - t0
-            metrics = {"epoch": float(st.epoch), "train_loss": _mean(losses),
-                       "epoch_seconds": train_time, **self.evaluate(self.valid, "val")}
+            metrics = {
+                "epoch": float(st.epoch),
+                "train_loss": _mean(losses),
+                "epoch_seconds": train_time,
+                **self.evaluate(self.valid, "val"),
+                **_visit_share(self.task),
+            }
             score = metrics[self.monitor_key()]
             st.history.append(metrics)
             if score > st.best_score:
@@ -266,3 +207,12 @@ def _mean(xs: list[float]) -> float:
 
 def _fmt(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch")
+
+
+def _visit_share(task: Task) -> dict[str, float]:
+    """The least-trained (field, candidate)'s share of its field's rows so far (supernets)."""
+    visits = getattr(task, "visits", lambda: None)()
+    if visits is None or visits.numel() == 0:
+        return {}
+    per_field = visits.sum(dim=1, keepdim=True).clamp(min=1)
+    return {"min_visit_share": float((visits / per_field).min())}

@@ -1,14 +1,14 @@
-"""Training configuration, models from config, and the train wrappers that own the loss.
+"""The one task builder: a model plus how it is trained and scored, and its parameter counts.
 
-Pure torch: no Ray, no MLflow. :mod:`adass_ray.loop` runs these in one process or, through
-:mod:`adass_ray.distributed.train`, on Ray Train workers.
+Pure torch (no Ray, no MLflow). :class:`~adass_ray.train.loop.TrainLoop` runs a task in one
+process (:mod:`adass_ray.train.local`) or on every Ray Train worker
+(:mod:`adass_ray.distributed.train`); both get it from :func:`make_task`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,175 +17,13 @@ from torch import Tensor, nn
 from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
+from adass_ray.model.config import build_standalone, build_supernet
 from adass_ray.model.standalone import StandaloneModel
 from adass_ray.model.supernet import Supernet
-from adass_ray.sampling import Sampler, build_sampler
+from adass_ray.sampling import Sampler
+from adass_ray.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The network: backbone, common width ``d`` and the candidate-table layout.
-
-    ``candidate_sizes`` empty means: the feature map's candidate sizes. ``sparse``: embedding
-    tables get sparse gradients and a lazy Adam (``torch.optim.SparseAdam``) that touches only the
-    rows a step used; the network keeps dense Adam (see the README for the measurement).
-    """
-
-    backbone: str = "dnn"
-    d: int = 16
-    hidden: tuple[int, ...] = (256, 128)
-    dropout: float = 0.0
-    cross_layers: int = 3
-    layout: Literal["separate", "nested"] = "separate"
-    candidate_sizes: tuple[int, ...] = ()
-    sparse: bool = True
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """Adaptive Sampling and friends (DESIGN.md §2.2); ``name``: uniform, adaptive or greedy."""
-
-    name: str = "adaptive"
-    tau: float = 1.0
-    epsilon: float = 0.1
-    gamma: float = 0.99
-    warmup_steps: int = 500
-    rho: float = 0.5
-    rho_min: float = 0.1
-    es: bool = True
-    fs: bool = True
-    greedy_paths: int = 10
-    greedy_keep: int = 5
-    greedy_pool: int = 64
-    greedy_pool_prob: float = 0.8
-    greedy_refresh: int = 50
-
-    def build(self, *, num_fields: int, num_candidates: int) -> Sampler:
-        """The sampler this config describes (constants checked by the sampler)."""
-        common = {"num_fields": num_fields, "num_candidates": num_candidates}
-        if self.name == "adaptive":
-            return build_sampler(
-                "adaptive", tau=self.tau, epsilon=self.epsilon, gamma=self.gamma,
-                warmup_steps=self.warmup_steps, rho=self.rho, rho_min=self.rho_min,
-                es=self.es, fs=self.fs, **common,
-            )
-        if self.name == "greedy":
-            return build_sampler(
-                "greedy", num_candidates_paths=self.greedy_paths, keep_top=self.greedy_keep,
-                pool_size=self.greedy_pool, pool_prob=self.greedy_pool_prob,
-                refresh_every=self.greedy_refresh, warmup_steps=self.warmup_steps, **common,
-            )
-        if self.name != "uniform":
-            return build_sampler(self.name, **common)  # raises the one-line unknown-name error
-        return build_sampler("uniform", **common)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run (supernet or fixed architecture).
-
-    Attributes:
-        epochs: maximum epochs; early stopping may end sooner.
-        batch_size: rows per step over all workers (each worker takes ``batch_size // num_workers``).
-        lr, weight_decay: Adam settings (dense Adam for tables and network; see the README).
-        patience: stop after this many epochs without a better validation AUC (0 = never).
-        checkpoint_every: also checkpoint every N steps (0 = only at epoch ends).
-        num_workers: data-parallel Ray Train workers.
-        cpus_per_worker: CPUs each worker reserves (and torch threads it uses).
-        use_gpu: ``auto`` uses GPUs when the cluster has them.
-        seed: model init, data order and sampling seed.
-        max_rows: read at most this many rows per split (smoke tests).
-        eval_rows: validate on at most this many rows.
-        max_failures: worker-group restarts Ray Train may do before giving up.
-    """
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    epochs: int = 10
-    batch_size: int = 2048
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 2
-    checkpoint_every: int = 0
-    num_workers: int = 2
-    cpus_per_worker: float = 1.0
-    use_gpu: Literal["auto", "yes", "no"] = "auto"
-    seed: int = 0
-    max_rows: int | None = None
-    eval_rows: int | None = None
-    max_failures: int = 2
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.patience >= 0 and self.checkpoint_every >= 0, "patience and checkpoint_every must be >= 0"),
-            (self.num_workers >= 1, f"num_workers must be >= 1, got {self.num_workers}"),
-            (self.cpus_per_worker > 0, f"cpus_per_worker must be > 0, got {self.cpus_per_worker}"),
-            (self.model.d >= 1, f"model.d must be >= 1, got {self.model.d}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
-
-
-def validate(fm: FeatureMap, cfg: TrainConfig, kind: str) -> None:
-    """Check names and sizes on the driver, before any worker starts (cheap: no tables built).
-
-    Raises:
-        ConfigError: unknown backbone or sampler, bad candidate sizes, width or sampler constants.
-    """
-    from adass_ray.model.backbones import build_backbone
-    from adass_ray.model.embeddings import LAYOUTS, validate_sizes
-
-    m = cfg.model
-    validate_sizes(m.candidate_sizes or fm.candidate_sizes, m.d)
-    if m.layout not in LAYOUTS:
-        raise ConfigError(f"model.layout {m.layout!r}; choose one of {', '.join(LAYOUTS)}")
-    build_backbone(m.backbone, num_fields=fm.num_fields, d=m.d, num_dense=len(fm.numeric_fields),
-                   hidden=m.hidden, dropout=m.dropout, cross_layers=m.cross_layers)
-    if kind == "supernet":
-        cfg.sampler.build(num_fields=fm.num_fields, num_candidates=len(m.candidate_sizes or fm.candidate_sizes))
-        message = warmup_warning(fm, cfg)
-        if message:
-            logger.warning(message)
-
-
-def warmup_warning(fm: FeatureMap, cfg: TrainConfig) -> str | None:
-    """A warning when the sampler's warm-up outlasts the whole run (adaptive table sampling and
-    the greedy pool would then never start: the supernet is trained with uniform paths)."""
-    sampler = cfg.sampler
-    if sampler.name not in ("adaptive", "greedy") or (sampler.name == "adaptive" and not sampler.es):
-        return None
-    split = fm.splits.get("train")
-    if split is None:
-        return None
-    rows = min(split.rows, cfg.max_rows) if cfg.max_rows else split.rows
-    steps = -(-rows // cfg.batch_size) * cfg.epochs
-    if sampler.warmup_steps < steps:
-        return None
-    what = "table sampling (ES)" if sampler.name == "adaptive" else "the greedy path pool"
-    return (f"sampler.warmup_steps={sampler.warmup_steps} >= the {steps} steps this run can take "
-            f"({cfg.epochs} epochs of {-(-rows // cfg.batch_size)}): {what} never starts; "
-            f"lower it, e.g. sampler.warmup_steps={max(1, steps // 5)}")
-
-
-def build_supernet(fm: FeatureMap, cfg: ModelConfig) -> Supernet:
-    return Supernet.from_feature_map(
-        fm, d=cfg.d, backbone=cfg.backbone, candidate_sizes=cfg.candidate_sizes or None,
-        layout=cfg.layout, sparse=cfg.sparse, hidden=cfg.hidden, dropout=cfg.dropout,
-        cross_layers=cfg.cross_layers,
-    )
-
-
-def build_standalone(fm: FeatureMap, cfg: ModelConfig, sizes: tuple[int, ...]) -> StandaloneModel:
-    return StandaloneModel.from_feature_map(
-        fm, sizes=sizes, d=cfg.d, backbone=cfg.backbone, sparse=cfg.sparse, hidden=cfg.hidden,
-        dropout=cfg.dropout, cross_layers=cfg.cross_layers,
-    )
 
 
 def is_table(name: str) -> bool:
@@ -202,12 +40,16 @@ class Task:
     def attach_holdout(self, batch: Batch) -> None:
         """Receive held-out rows (called once, only when ``wants_holdout``)."""
 
-    def train_step(self, batch: Batch, *, generator: torch.Generator,
-                   reduce: Any) -> tuple[Tensor, dict[str, float]]:  # pragma: no cover - interface
+    def train_step(
+        self, batch: Batch, *, generator: torch.Generator, reduce: Any
+    ) -> tuple[Tensor, dict[str, float]]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def after_backward(self, reduce: Any) -> None:
         """Called after gradients are all-reduced, before the optimizer step."""
+
+    def set_total_steps(self, steps: int) -> None:
+        """Told once, before training, how many steps the whole run takes."""
 
     def eval_heads(self) -> dict[str, Any]:  # pragma: no cover - interface
         """Named architectures to validate (``None`` for a fixed model)."""
@@ -229,8 +71,9 @@ class FixedTask(Task):
     def __init__(self, model: StandaloneModel) -> None:
         self.model = self.standalone = model
 
-    def train_step(self, batch: Batch, *, generator: torch.Generator,
-                   reduce: Any) -> tuple[Tensor, dict[str, float]]:
+    def train_step(
+        self, batch: Batch, *, generator: torch.Generator, reduce: Any
+    ) -> tuple[Tensor, dict[str, float]]:
         logits = self.model(batch)
         loss = F.binary_cross_entropy_with_logits(logits, batch.label)
         return loss, {}
@@ -259,8 +102,20 @@ class SupernetTask(Task):
         self.wants_holdout = hasattr(sampler, "set_score_fn")
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None
 
-    def train_step(self, batch: Batch, *, generator: torch.Generator,
-                   reduce: Any) -> tuple[Tensor, dict[str, float]]:
+    def set_total_steps(self, steps: int) -> None:
+        """Warm-ups and decays of the sampler are fractions of the run: tell it the run."""
+        setter = getattr(self.sampler, "set_total_steps", None)
+        if setter is not None:
+            setter(steps)
+
+    def visits(self) -> torch.Tensor | None:
+        """Rows each (field, candidate) was trained on so far, ``[F, K]`` (when counted)."""
+        counter = getattr(self.sampler, "visits", None)
+        return counter() if counter is not None else None
+
+    def train_step(
+        self, batch: Batch, *, generator: torch.Generator, reduce: Any
+    ) -> tuple[Tensor, dict[str, float]]:
         arch = self.sampler.sample(len(batch), generator=generator).to(batch.label.device)
         unified = self.supernet.unified(batch, arch)
         unified.retain_grad()
@@ -286,8 +141,12 @@ class SupernetTask(Task):
             net.eval()
             try:
                 with torch.no_grad():
-                    return torch.stack([F.binary_cross_entropy_with_logits(net(batch, tuple(a)), batch.label)
-                                        for a in archs.tolist()])
+                    return torch.stack(
+                        [
+                            F.binary_cross_entropy_with_logits(net(batch, tuple(a)), batch.label)
+                            for a in archs.tolist()
+                        ]
+                    )
             finally:
                 net.train(was)
 
@@ -314,3 +173,36 @@ def set_threads(cpus: float) -> int:
     n = max(1, int(cpus))
     torch.set_num_threads(n)
     return n
+
+
+def make_task(
+    fm: FeatureMap, cfg: TrainConfig, kind: str, sizes: tuple[int, ...] | None = None
+) -> Task:
+    """The task a stage trains: the supernet with its sampler, or a fixed architecture.
+
+    The global torch seed is set to ``cfg.seed`` first, so every worker (and an in-process run)
+    starts from identical weights.
+
+    Raises:
+        ConfigError: a fixed-architecture task without ``sizes``.
+    """
+    torch.manual_seed(cfg.seed)
+    if kind == "supernet":
+        net = build_supernet(fm, cfg.model)
+        sampler = cfg.sampler.build(candidate_sizes=net.candidate_sizes,
+                                    vocab_sizes=fm.vocab_sizes)
+        return SupernetTask(net, sampler)
+    if sizes is None:
+        raise ConfigError("a fixed-architecture run needs sizes")
+    return FixedTask(build_standalone(fm, cfg.model, sizes))
+
+
+def param_counts(task: Task) -> dict[str, float]:
+    """Embedding and total params of a fixed model; total params of a supernet."""
+    total = float(sum(p.numel() for p in task.model.parameters()))
+    if isinstance(task, FixedTask):
+        return {
+            "embedding_params": float(task.standalone.embedding_params()),
+            "total_params": total,
+        }
+    return {"supernet_params": total}

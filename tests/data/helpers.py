@@ -25,9 +25,12 @@ def write_ratings_csv(path: Path, rows: int = 300, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     out = ["user,item,age,genres,rating,ts"]
     for i in range(rows):
-        genres = "|".join(sorted({f"g{int(g)}" for g in rng.integers(0, 5, size=rng.integers(1, 4))}))
+        genres = "|".join(sorted(
+            {f"g{int(g)}" for g in rng.integers(0, 5, size=rng.integers(1, 4))}
+        ))
         age = "" if rng.random() < 0.05 else str(int(rng.integers(10, 70)))
-        out.append(f"u{int(rng.integers(0, 30))},i{int(rng.zipf(1.6)) % 40},{age},{genres},{int(rng.integers(1, 6))},{i}")
+        out.append(f"u{int(rng.integers(0, 30))},i{int(rng.zipf(1.6)) % 40},{age},{genres},"
+                   f"{int(rng.integers(1, 6))},{i}")
     path.write_text("\n".join(out) + "\n")
     return path
 

@@ -19,7 +19,8 @@ def dataset(tmp_path_factory):
     path = write_ratings_csv(tmp / "r.csv", rows=1000)
     (tmp / "s.yaml").write_text(SCHEMA_YAML)
     # small shards and the default row groups: slices cross file boundaries
-    prepare(read_csv(path, Schema.load(tmp / "s.yaml")), tmp / "ds", PrepareConfig(rows_per_shard=170))
+    prepare(read_csv(path, Schema.load(tmp / "s.yaml")), tmp / "ds",
+            PrepareConfig(rows_per_shard=170))
     return tmp / "ds"
 
 
@@ -39,7 +40,8 @@ def test_batches_have_the_documented_shapes(dataset):
 
 def test_rank_slices_are_disjoint_equal_and_cover(dataset):
     full = ShardLoader(dataset, split="train", shuffle=False).full_batch()
-    parts = [ShardLoader(dataset, split="train", shuffle=False, rank=r, world_size=3).full_batch() for r in range(3)]
+    parts = [ShardLoader(dataset, split="train", shuffle=False, rank=r, world_size=3).full_batch()
+             for r in range(3)]
     assert all(len(p) == 800 // 3 for p in parts)
     joined = torch.cat([p.ids for p in parts])
     assert torch.equal(joined, full.ids[: 3 * (800 // 3)])
@@ -67,8 +69,9 @@ def test_feature_map_and_data_disagree(dataset, tmp_path):
     ]})
     with pytest.raises(DataError, match="'item'.*outside"):
         ShardLoader(dataset, small, split="valid")
-    extra = type(fm).from_dict({**fm.to_dict(), "fields": [*fm.to_dict()["fields"],
-                                                           {"name": "brand", "kind": "categorical", "vocab_size": 3}]})
+    extra = type(fm).from_dict({**fm.to_dict(), "fields": [
+        *fm.to_dict()["fields"], {"name": "brand", "kind": "categorical", "vocab_size": 3},
+    ]})
     with pytest.raises(DataError, match="brand"):
         ShardLoader(dataset, extra, split="valid")
     assert isinstance(pa.__version__, str)

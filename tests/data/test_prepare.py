@@ -29,7 +29,8 @@ def test_prepare_writes_shards_and_feature_map(tmp_path):
     assert (tmp_path / "out" / "feature_map.json").is_file()
     assert FeatureMap.load(tmp_path / "out") == FeatureMap.from_dict(fmap.to_dict())
     kinds = {f.name: f.kind for f in fmap.fields}
-    assert kinds == {"user": "categorical", "item": "categorical", "age": "numeric", "genres": "multi_valued"}
+    assert kinds == {"user": "categorical", "item": "categorical", "age": "numeric",
+                     "genres": "multi_valued"}
     assert sum(s.rows for s in fmap.splits.values()) == 300
     assert [fmap.splits[s].rows for s in ("train", "valid", "test")] == [240, 30, 30]
     t = _split_table(tmp_path / "out", fmap, "train")
@@ -46,7 +47,8 @@ def test_prepare_writes_shards_and_feature_map(tmp_path):
 def test_label_rule_applied(tmp_path):
     raw = _raw(tmp_path)
     fmap = prepare(raw, tmp_path / "out")
-    labels = np.concatenate([_split_table(tmp_path / "out", fmap, s)["label"].to_numpy() for s in ("train", "valid", "test")])
+    labels = np.concatenate([_split_table(tmp_path / "out", fmap, s)["label"].to_numpy()
+                             for s in ("train", "valid", "test")])
     expected = (raw.table["rating"].to_numpy() >= 4).mean()
     assert labels.mean() == pytest.approx(expected)
 
@@ -84,7 +86,8 @@ def test_deterministic_for_a_seed(tmp_path):
     f1 = prepare(raw, tmp_path / "a", PrepareConfig(seed=3))
     f2 = prepare(raw, tmp_path / "b", PrepareConfig(seed=3))
     f3 = prepare(raw, tmp_path / "c", PrepareConfig(seed=4))
-    t1, t2, t3 = (_split_table(tmp_path / n, f, "train") for n, f in (("a", f1), ("b", f2), ("c", f3)))
+    t1, t2, t3 = (_split_table(tmp_path / n, f, "train")
+                  for n, f in (("a", f1), ("b", f2), ("c", f3)))
     assert t1.equals(t2)
     assert not t1.equals(t3)
 
@@ -106,7 +109,8 @@ def test_numeric_log2_rule_and_quantiles(tmp_path):
     t = pa.table({"n": pa.array(x, pa.int64()), "y": [0.0, 1.0] * 5})
     raw = RawData("t", t, Schema(label="y", numeric=("n",), numeric_bucketing="log2"))
     fmap = prepare(raw, tmp_path / "o", PrepareConfig(fractions=(1.0, 0.0, 0.0)))
-    # distinct buckets: -1,0,1,2, floor(ln 3^2)=1, floor(ln(10)^2)=5, 21, 47, floor(ln(5)^2)=2 → {-1,0,1,2,5,21,47}
+    # distinct buckets: -1,0,1,2, floor(ln 3^2)=1, floor(ln(10)^2)=5, 21, 47, floor(ln(5)^2)=2
+    # → {-1,0,1,2,5,21,47}
     assert fmap.field("n").vocab_size == 7 + 1
     raw_q = RawData("t", t, Schema(label="y", numeric=("n",), numeric_bucketing="quantile"))
     fq = prepare(raw_q, tmp_path / "q", PrepareConfig(fractions=(1.0, 0.0, 0.0), n_bins=3))

@@ -72,9 +72,10 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true",
-               PYTHONUNBUFFERED="1",
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+               MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1",
                # no SIGTERM drain: after a Ray Train job it waits out its 30 s for the detached
                # autoscaling-coordinator actor, which never leaves
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
@@ -105,7 +106,8 @@ def _our_pids(temp_dir: Path) -> list[int]:
 
 
 def _stop(head: Head) -> None:
-    """SIGTERM the head, SIGKILL its process group after 15 s, then any process left under its temp dir.
+    """SIGTERM the head, SIGKILL its process group after 15 s, then any process left under its
+    temp dir.
 
     `ray start --block` stops its children itself on SIGTERM (~2 s, drain off). A SIGTERM to the
     whole group instead kills the GCS under its feet and left it hanging, hence the order.
@@ -132,7 +134,8 @@ def _stop(head: Head) -> None:
 def ray_head():
     if not RAY.is_file():
         pytest.skip(f"no `ray` CLI next to {sys.executable}")
-    temp_dir = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))  # short: unix socket paths are limited
+    # short: unix socket paths are limited
+    temp_dir = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))
     gcs, dash, client, agent_http, agent_grpc, env_agent, metrics = _free_ports(7)
     env = _env()
     log = temp_dir / "ray-start.log"
@@ -140,7 +143,8 @@ def ray_head():
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
            f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}",
            f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
-           f"--metrics-export-port={metrics}", "--num-cpus=2", f"--object-store-memory={512 * 2**20}",
+           f"--metrics-export-port={metrics}", "--num-cpus=2",
+           f"--object-store-memory={512 * 2**20}",
            f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -156,7 +160,8 @@ def ray_head():
                 break
             except (urllib.error.URLError, OSError, ValueError):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"the Ray dashboard at {head.address} did not answer in 60 s:\n{head.log_tail()}")
+                    pytest.fail(f"the Ray dashboard at {head.address} did not answer in 60 s:\n"
+                                f"{head.log_tail()}")
                 time.sleep(0.5)
         yield head
     finally:
@@ -164,21 +169,28 @@ def ray_head():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def submit(head: Head, *args: str, out: Path | None = None, timeout: float = 480) -> tuple[str, str]:
-    """`ray job submit` of ``python ARGS [--out OUT]`` with the repo as working dir; wait for the end.
+def submit(head: Head, *args: str, out: Path | None = None,
+           timeout: float = 480) -> tuple[str, str]:
+    """`ray job submit` of ``python ARGS [--out OUT]`` with the repo as working dir; wait for
+    the end.
 
     Returns the final status (SUCCEEDED, FAILED, STOPPED, or the last one seen when ``timeout``
     ran out, after which the job is stopped) and the job's logs.
     """
     entry = ["python", *args]
     if out is not None:
-        assert Path(out).is_absolute(), "the job runs in another directory: give it an absolute --out"
+        assert Path(out).is_absolute(), (
+            "the job runs in another directory: give it an absolute --out"
+        )
         entry += ["--out", str(out)]
     job_id = f"test-{Path(args[0]).stem}-{uuid.uuid4().hex[:8]}"
     cli = dict(env=head.env, cwd=ROOT, capture_output=True, text=True)
-    res = subprocess.run([str(RAY), "job", "submit", "--address", head.address, "--submission-id", job_id,
-                          "--working-dir", str(ROOT), "--no-wait", "--", *entry], timeout=120, **cli)
-    assert res.returncode == 0, f"`ray job submit` failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+    res = subprocess.run([str(RAY), "job", "submit", "--address", head.address,
+                          "--submission-id", job_id, "--working-dir", str(ROOT), "--no-wait",
+                          "--", *entry], timeout=120, **cli)
+    assert res.returncode == 0, (
+        f"`ray job submit` failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+    )
     status, deadline = "PENDING", time.monotonic() + timeout
     while time.monotonic() < deadline:
         # a transient dashboard hiccup is skipped; the deadline still bounds the wait
@@ -188,8 +200,10 @@ def submit(head: Head, *args: str, out: Path | None = None, timeout: float = 480
             break
         time.sleep(2)
     else:
-        subprocess.run([str(RAY), "job", "stop", "--address", head.address, job_id], timeout=60, **cli)
-    logs = subprocess.run([str(RAY), "job", "logs", "--address", head.address, job_id], timeout=60, **cli)
+        subprocess.run([str(RAY), "job", "stop", "--address", head.address, job_id],
+                       timeout=60, **cli)
+    logs = subprocess.run([str(RAY), "job", "logs", "--address", head.address, job_id],
+                          timeout=60, **cli)
     return status, logs.stdout + logs.stderr
 
 
@@ -198,9 +212,11 @@ def test_pipeline_and_sweep_jobs(ray_head, tmp_path):
     out = tmp_path / "run"
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    status, logs = submit(ray_head, "jobs/pipeline.py", "--smoke-test", "--seeds", "1", "--tracking-uri", uri,
-                          out=out)
-    assert status == "SUCCEEDED", f"job ended {status}; logs:\n{logs[-8000:]}\n{ray_head.log_tail(2000)}"
+    status, logs = submit(ray_head, "jobs/pipeline.py", "--smoke-test", "--seeds", "1",
+                          "--tracking-uri", uri, out=out)
+    assert status == "SUCCEEDED", (
+        f"job ended {status}; logs:\n{logs[-8000:]}\n{ray_head.log_tail(2000)}"
+    )
 
     # the pipeline's closing summary reached the job's stdout
     lines = logs.splitlines()
@@ -231,15 +247,22 @@ def test_pipeline_and_sweep_jobs(ray_head, tmp_path):
     assert len(parent_ids) == 1 and parent_ids <= set(parents), (parent_ids, list(parents))
     parent = parents[parent_ids.pop()]
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["searched_test_auc_mean"] == pytest.approx(report["searched_test_auc_mean"])
-    assert all(r.info.status == "FINISHED" for r in children), [(r.info.run_name, r.info.status) for r in children]
+    assert parent.data.metrics["searched_test_auc_mean"] == pytest.approx(
+        report["searched_test_auc_mean"]
+    )
+    assert all(r.info.status == "FINISHED" for r in children), [
+        (r.info.run_name, r.info.status) for r in children
+    ]
 
     # a 3-trial Ray Tune sweep as a job, against the supernet the pipeline job just trained
     sweep = tmp_path / "sweep"
-    status, logs = submit(ray_head, "jobs/sweep_penalty.py", "--data", str(out / "data"), "--supernet",
-                          str(out / "supernet"), "--lams", "0.5,2,8", "--budgets", "0.8", "--tracking-uri", uri,
+    status, logs = submit(ray_head, "jobs/sweep_penalty.py", "--data", str(out / "data"),
+                          "--supernet", str(out / "supernet"), "--lams", "0.5,2,8",
+                          "--budgets", "0.8", "--tracking-uri", uri,
                           "iterations=4", "archs_per_iter=8", "val_rows=500", out=sweep)
-    assert status == "SUCCEEDED", f"sweep job ended {status}; logs:\n{logs[-8000:]}\n{ray_head.log_tail(2000)}"
+    assert status == "SUCCEEDED", (
+        f"sweep job ended {status}; logs:\n{logs[-8000:]}\n{ray_head.log_tail(2000)}"
+    )
     assert "3 trials; Pareto front" in logs and "front:" in logs, logs[-4000:]
     from adass_ray.pareto import read_pareto_csv
 

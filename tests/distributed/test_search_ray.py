@@ -6,23 +6,27 @@ import json
 
 import pytest
 
-from adass_ray import stages
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.export import read_sizes_json
+from adass_ray.stages.search import search, stability
+from adass_ray.tracking import TrackingSpec
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
-OFF = stages.TrackingOptions(enabled=False)
+OFF = TrackingSpec(enabled=False)
 CFG = SearchConfig(controllers=2, iterations=4, archs_per_iter=6, val_rows=300)
 
 
-
 def _records(history):
-    return sorted((r["controller"], r["iteration"], tuple(r["arch"]), round(r["quality"], 9)) for r in history)
+    return sorted(
+        (r["controller"], r["iteration"], tuple(r["arch"]), round(r["quality"], 9)) for r in history
+    )
 
 
 def test_search_selects_within_budget_and_a_killed_actor_recovers(trained, tmp_path):
     data, supernet = trained
-    clean = stages.search(data=data, supernet=supernet, out=tmp_path / "clean", budget="0.5", cfg=CFG, tracking=OFF)
+    clean = search(
+        data=data, supernet=supernet, out=tmp_path / "clean", budget="0.5", cfg=CFG, tracking=OFF
+    )
     doc = read_sizes_json(tmp_path / "clean" / "sizes.json")
     from adass_ray.pareto import read_pareto_csv
 
@@ -32,8 +36,17 @@ def test_search_selects_within_budget_and_a_killed_actor_recovers(trained, tmp_p
     assert doc["cost"] <= doc["budget"] == clean["selection"].budget
     assert len(clean["history"]) == 2 * 4 * 6
     marker = tmp_path / "died"
-    faulty = stages.search(data=data, supernet=supernet, out=tmp_path / "faulty", budget="0.5", cfg=CFG,
-                           tracking=OFF, fault={"index": 1, "at": 2, "marker": str(marker)})
+    fault = {"search": {"index": 1, "at": 2, "marker": str(marker)}}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADASS_RAY_FAULTS", json.dumps(fault))
+        faulty = search(
+            data=data,
+            supernet=supernet,
+            out=tmp_path / "faulty",
+            budget="0.5",
+            cfg=CFG,
+            tracking=OFF,
+        )
     assert marker.exists(), "the actor was not killed"
     # the restarted controller continued from its saved state: the same proposals, the same scores
     assert _records(faulty["history"]) == _records(clean["history"])
@@ -43,14 +56,28 @@ def test_search_selects_within_budget_and_a_killed_actor_recovers(trained, tmp_p
 def test_killed_search_resumes(trained, tmp_path):
     data, supernet = trained
     short = SearchConfig(**{**CFG.__dict__, "iterations": 2})
-    stages.search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=short, tracking=OFF)
+    search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=short, tracking=OFF)
     with pytest.raises(Exception, match="--resume"):
-        stages.search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=CFG, tracking=OFF)
-    resumed = stages.search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=CFG,
-                            tracking=OFF, resume=True)
-    full = stages.search(data=data, supernet=supernet, out=tmp_path / "full", budget="0.5", cfg=CFG, tracking=OFF)
+        search(
+            data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=CFG, tracking=OFF
+        )
+    resumed = search(
+        data=data,
+        supernet=supernet,
+        out=tmp_path / "s",
+        budget="0.5",
+        cfg=CFG,
+        tracking=OFF,
+        resume=True,
+    )
+    full = search(
+        data=data, supernet=supernet, out=tmp_path / "full", budget="0.5", cfg=CFG, tracking=OFF
+    )
     assert _records(resumed["history"]) == _records(full["history"])
-    assert json.loads((tmp_path / "s" / "sizes.json").read_text())["cost"] <= resumed["selection"].budget
+    assert (
+        json.loads((tmp_path / "s" / "sizes.json").read_text())["cost"]
+        <= resumed["selection"].budget
+    )
 
 
 def test_budget_below_the_smallest_architecture(trained, tmp_path):
@@ -58,14 +85,23 @@ def test_budget_below_the_smallest_architecture(trained, tmp_path):
 
     data, supernet = trained
     with pytest.raises(ConfigError, match="below the smallest architecture"):
-        stages.search(data=data, supernet=supernet, out=tmp_path / "x", budget="0.01", cfg=CFG, tracking=OFF)
+        search(
+            data=data, supernet=supernet, out=tmp_path / "x", budget="0.01", cfg=CFG, tracking=OFF
+        )
 
 
 def test_stability_report_over_seeds(trained, tmp_path):
     data, supernet = trained
     cfg = SearchConfig(**{**CFG.__dict__, "controllers": 1, "iterations": 2})
-    rep = stages.stability(data=data, supernet=supernet, out=tmp_path / "st", budget="0.5", cfg=cfg,
-                           repeats=2, tracking=OFF)
+    rep = stability(
+        data=data,
+        supernet=supernet,
+        out=tmp_path / "st",
+        budget="0.5",
+        cfg=cfg,
+        repeats=2,
+        tracking=OFF,
+    )
     assert rep["n_runs"] == 2 and len(rep["sizes"]) == 2 and len(rep["agreement_per_field"]) == 8
     assert 0.0 <= rep["agreement"] <= 1.0 and rep["mean_abs_log2_diff"] >= 0.0
     assert json.loads((tmp_path / "st" / "stability.json").read_text())["n_pairs"] == 1

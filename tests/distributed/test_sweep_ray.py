@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from adass_ray import stages
 from adass_ray.pareto import ParetoPoint, dominates, read_pareto_csv
 from adass_ray.search.agent import SearchConfig
+from adass_ray.stages.sweep import sweep
+from adass_ray.tracking import TrackingSpec
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 CFG = SearchConfig(controllers=1, iterations=4, archs_per_iter=6, val_rows=300)
-
 
 
 def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
@@ -20,24 +20,43 @@ def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
 
     data, supernet = trained
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    track = stages.TrackingOptions(uri=uri, experiment="sweep-test")
+    track = TrackingSpec(uri=uri, experiment="sweep-test")
     out = tmp_path / "sweep"
-    summary = stages.sweep(data=data, supernet=supernet, out=out, lams=(0.5, 4.0), budgets=("0.4", "0.8"),
-                           cfg=CFG, tracking=track)
+    summary = sweep(
+        data=data,
+        supernet=supernet,
+        out=out,
+        lams=(0.5, 4.0),
+        budgets=("0.4", "0.8"),
+        cfg=CFG,
+        tracking=track,
+    )
     trials = summary["trials"]
-    assert {(t["lam"], t["budget"]) for t in trials} == {(0.5, "0.4"), (0.5, "0.8"), (4.0, "0.4"), (4.0, "0.8")}
-    assert all(t["cost"] <= t["budget_params"] for t in trials)  # the hard budget holds in every trial
+    assert {(t["lam"], t["budget"]) for t in trials} == {
+        (0.5, "0.4"),
+        (0.5, "0.8"),
+        (4.0, "0.4"),
+        (4.0, "0.8"),
+    }
+    assert all(
+        t["cost"] <= t["budget_params"] for t in trials
+    )  # the hard budget holds in every trial
 
     points, on_front = read_pareto_csv(out / "pareto.csv")
     assert len(points) == 4 and any(on_front)
     front = [p for p, on in zip(points, on_front, strict=True) if on]
-    for p in points:  # front members are not dominated; every other point is dominated by one of them
+    for (
+        p
+    ) in points:  # front members are not dominated; every other point is dominated by one of them
         plain = ParetoPoint(p.params, p.auc)
         if p in front:
             assert not any(dominates(ParetoPoint(q.params, q.auc), plain) for q in points)
         else:
-            assert any(dominates(ParetoPoint(q.params, q.auc), plain) or (q.params, q.auc) == (p.params, p.auc)
-                       for q in front)
+            assert any(
+                dominates(ParetoPoint(q.params, q.auc), plain)
+                or (q.params, q.auc) == (p.params, p.auc)
+                for q in front
+            )
     png = (out / "pareto.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     doc = json.loads((out / "sweep.json").read_text())
@@ -56,8 +75,18 @@ def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
     assert {"pareto.csv", "pareto.png", "sweep.json"} <= arts
     assert parent.data.metrics["trials"] == 4
 
-    with pytest.raises(Exception, match="--resume"):  # a second sweep into the same folder is refused
-        stages.sweep(data=data, supernet=supernet, out=out, lams=(1.0,), budgets=("0.8",), cfg=CFG, tracking=track)
+    with pytest.raises(
+        Exception, match="--resume"
+    ):  # a second sweep into the same folder is refused
+        sweep(
+            data=data,
+            supernet=supernet,
+            out=out,
+            lams=(1.0,),
+            budgets=("0.8",),
+            cfg=CFG,
+            tracking=track,
+        )
 
 
 def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
@@ -65,8 +94,15 @@ def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
 
     data, supernet = trained
     with pytest.raises(ConfigError, match="below the smallest architecture"):
-        stages.sweep(data=data, supernet=supernet, out=tmp_path / "s", lams=(1.0,), budgets=("0.8", "0.001"),
-                     cfg=CFG, tracking=stages.TrackingOptions(enabled=False))
+        sweep(
+            data=data,
+            supernet=supernet,
+            out=tmp_path / "s",
+            lams=(1.0,),
+            budgets=("0.8", "0.001"),
+            cfg=CFG,
+            tracking=TrackingSpec(enabled=False),
+        )
     assert not (tmp_path / "s" / "tune").exists()
 
 
@@ -86,20 +122,29 @@ def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
     marker = tmp_path / "paused"
     out = tmp_path / "killed"
     script = (
-        "from pathlib import Path; from adass_ray import stages; from adass_ray.search.agent import SearchConfig\n"
-        f"stages.sweep(data=Path({str(data)!r}), supernet=Path({str(supernet)!r}), out=Path({str(out)!r}),"
+        "from pathlib import Path; from adass_ray.stages.sweep import sweep; "
+        "from adass_ray.search.agent import SearchConfig; "
+        "from adass_ray.tracking import TrackingSpec\n"
+        f"sweep(data=Path({str(data)!r}), supernet=Path({str(supernet)!r}), out=Path({str(out)!r}),"
         f" lams=(0.5, 4.0), budgets=('0.5',), cfg=SearchConfig(**{cfg.__dict__!r}),"
-        " tracking=stages.TrackingOptions(enabled=False),"
-        f" fault={{'lam': 0.5, 'at': 3, 'marker': {str(marker)!r}}})\n"
+        " tracking=TrackingSpec(enabled=False))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["TUNE_GLOBAL_CHECKPOINT_S"] = "0.5"  # the driver saves the experiment state often
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env["ADASS_RAY_FAULTS"] = json.dumps({"sweep": {"lam": 0.5, "at": 3, "marker": str(marker)}})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
-            assert proc.poll() is None, f"the sweep ended before the fault: {proc.stderr.read().decode()[-2000:]}"
+            assert proc.poll() is None, (
+                f"the sweep ended before the fault: {proc.stderr.read().decode()[-2000:]}"
+            )
             assert time.monotonic() < deadline, "the trial never reached its checkpoint"
             time.sleep(0.2)
         time.sleep(3)  # let the driver persist the experiment state that holds the checkpoint
@@ -108,14 +153,31 @@ def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
         proc.wait(timeout=30)
     assert not (out / "sweep.json").exists()
 
-    resumed = stages.sweep(data=data, supernet=supernet, out=out, lams=(0.5, 4.0), budgets=("0.5",), cfg=cfg,
-                           tracking=stages.TrackingOptions(enabled=False), resume=True)
-    clean = stages.sweep(data=data, supernet=supernet, out=tmp_path / "clean", lams=(0.5, 4.0), budgets=("0.5",),
-                         cfg=cfg, tracking=stages.TrackingOptions(enabled=False))
+    resumed = sweep(
+        data=data,
+        supernet=supernet,
+        out=out,
+        lams=(0.5, 4.0),
+        budgets=("0.5",),
+        cfg=cfg,
+        tracking=TrackingSpec(enabled=False),
+        resume=True,
+    )
+    clean = sweep(
+        data=data,
+        supernet=supernet,
+        out=tmp_path / "clean",
+        lams=(0.5, 4.0),
+        budgets=("0.5",),
+        cfg=cfg,
+        tracking=TrackingSpec(enabled=False),
+    )
 
     def essence(summary):
-        return sorted((t["key"], t["cost"], round(t["quality"], 9), json.dumps(t["sizes"], sort_keys=True))
-                      for t in summary["trials"])
+        return sorted(
+            (t["key"], t["cost"], round(t["quality"], 9), json.dumps(t["sizes"], sort_keys=True))
+            for t in summary["trials"]
+        )
 
     assert essence(resumed) == essence(clean)
     paused = next(t for t in resumed["trials"] if t["lam"] == 0.5)

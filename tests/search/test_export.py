@@ -30,10 +30,14 @@ def _fm(vocab_user: int = 1000) -> FeatureMap:
     return FeatureMap(name="t", label="y", fields=fields)
 
 
-def _write(tmp_path: Path, arch: tuple[int, ...] = (1, 3, 0), allow_drop: bool = False) -> dict[str, Any]:
-    space = SearchSpace.from_feature_map(_fm(), allow_drop=allow_drop)
+def _write(
+    tmp_path: Path, arch: tuple[int, ...] = (1, 3, 0), allow_drop: bool = False
+) -> dict[str, Any]:
+    space = SearchSpace.from_feature_map(_fm(), candidate_sizes=(4, 8, 16, 32, 64),
+                                         allow_drop=allow_drop)
     return write_sizes_json(
-        tmp_path / "out" / "sizes.json", space, arch, budget=20000, provenance={"run_id": "abc", "lam": 0.1}
+        tmp_path / "out" / "sizes.json", space, arch, budget=20000,
+        provenance={"run_id": "abc", "lam": 0.1},
     )
 
 
@@ -51,7 +55,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert read_sizes_json(path, _fm()) == doc
     assert read_sizes_json(path.parent) == doc  # a folder works too
     assert [p.name for p in path.parent.iterdir()] == ["sizes.json"]  # no temp file left behind
-    space = SearchSpace.from_feature_map(_fm())
+    space = SearchSpace.from_feature_map(_fm(), candidate_sizes=(4, 8, 16, 32, 64))
     assert space.arch_of([f["size"] for f in doc["fields"].values()]) == (1, 3, 0)
 
 
@@ -60,7 +64,8 @@ def test_write_refuses_over_budget_and_bad_provenance(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="over the budget"):
         write_sizes_json(tmp_path / "s.json", space, (4, 4, 4), budget=1000, provenance={})
     with pytest.raises(ConfigError, match="JSON"):
-        write_sizes_json(tmp_path / "s.json", space, (0, 0, 0), budget=10**6, provenance={"x": object()})
+        write_sizes_json(tmp_path / "s.json", space, (0, 0, 0), budget=10**6,
+                         provenance={"x": object()})
     assert not list(tmp_path.iterdir())
 
 
@@ -118,8 +123,10 @@ def test_torchrec_dicts_skip_dropped_fields(tmp_path: Path) -> None:
     assert doc["fields"]["user"]["size"] == 0
     tables = torchrec_table_configs(doc, feature_prefix="cat_")
     assert tables == [
-        {"name": "t_cat_item", "embedding_dim": 16, "num_embeddings": 100, "feature_names": ["cat_item"]},
-        {"name": "t_cat_age", "embedding_dim": 8, "num_embeddings": 10, "feature_names": ["cat_age"]},
+        {"name": "t_cat_item", "embedding_dim": 16, "num_embeddings": 100,
+         "feature_names": ["cat_item"]},
+        {"name": "t_cat_age", "embedding_dim": 8, "num_embeddings": 10,
+         "feature_names": ["cat_age"]},
     ]
     with pytest.raises(ConfigError):
         torchrec_table_configs({"format": 1})
@@ -143,6 +150,7 @@ def test_to_torchrec_builds_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     for name in ("torchrec", "torchrec.modules", "torchrec.modules.embedding_configs"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setattr(sys.modules["torchrec.modules.embedding_configs"], "EmbeddingBagConfig", EmbeddingBagConfig, raising=False)
+    monkeypatch.setattr(sys.modules["torchrec.modules.embedding_configs"], "EmbeddingBagConfig",
+                        EmbeddingBagConfig, raising=False)
     configs = to_torchrec(doc)
     assert [c.kw for c in configs] == torchrec_table_configs(doc)

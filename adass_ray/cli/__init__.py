@@ -1,0 +1,69 @@
+"""The ``adass-ray`` command: argparse → a stage → a printout; nothing else.
+
+Each subcommand lives in the module named after what it runs (:mod:`.data`, :mod:`.train`,
+:mod:`.search`, :mod:`.run`). A user error (:class:`AdassError`) prints one line on stderr and
+exits 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from adass_ray.cli import data, run, search, train
+from adass_ray.errors import AdassError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="adass-ray",
+        description="Per-feature embedding-size search (AdaS&S) on Ray, tracked in MLflow.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data.add_prepare(sub)
+    run.add_run(sub)
+    train.add_train(sub, "train-supernet")
+    train.add_train(sub, "train")
+    train.add_retrain(sub)
+    search.add_search(sub)
+    search.add_stability(sub)
+    search.add_sweep(sub)
+    run.add_report(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the subcommand, return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s"
+        if args.verbose
+        else "%(levelname)s: %(message)s",
+    )
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if not args.verbose:  # MLflow's and Ray's own INFO lines are noise for a user of the CLI
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        for name in ("mlflow", "alembic", "ray", "ray.train", "ray.tune", "ray.data"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except AdassError as e:
+        print(f"adass-ray {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"adass-ray {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""``adass-ray run`` (the whole pipeline) and ``report`` (the harness): parsing and printout."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from adass_ray.cli.common import add_tracking_args, tracking_of
+from adass_ray.stages import smoke
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the whole pipeline on a built-in dataset (the demo)")
+    p.add_argument("--source", default="movielens-100k", help="built-in dataset or 'synthetic'")
+    p.add_argument("--out", default="runs/demo", help="output folder (stages reuse what is there)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--config", help="YAML TrainConfig (default: configs/<source>.yaml when it exists)"
+    )
+    p.add_argument(
+        "--budget", default="0.8", help="search budget (ratio of the uniform-16 cost, or abs:N)"
+    )
+    p.add_argument(
+        "--seeds", type=int, default=3, help="retraining seeds for searched and uniform sizes"
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig overrides")
+    p.add_argument("--smoke-test", action="store_true", help="tiny synthetic data and a tiny run")
+    add_tracking_args(p)
+    p.set_defaults(handler=_run_pipeline)
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    from adass_ray.stages import pipeline
+    from adass_ray.tracking.uri import resolve_tracking_uri
+
+    overrides = list(args.overrides)
+    search_overrides: list[str] = []
+    seeds = args.seeds
+    if args.smoke_test:
+        args.source = "synthetic"
+        overrides = [*smoke.TRAIN, *overrides]
+        search_overrides = list(smoke.PIPELINE_SEARCH)
+        seeds = min(seeds, smoke.PIPELINE_SEEDS)
+    result = pipeline.run(
+        source=args.source,
+        out=args.out,
+        seed=args.seed,
+        config=args.config,
+        overrides=tuple(overrides),
+        search_overrides=tuple(search_overrides),
+        budget=args.budget,
+        seeds=seeds,
+        tracking=tracking_of(args),
+        verbose=args.verbose,
+        rows=smoke.PIPELINE_ROWS if args.smoke_test else 100_000,
+    )
+    fm, rep = result.feature_map, result.metrics["report"]
+    print(
+        f"data:      {result.data} ({fm.name}: {len(fm.fields)} fields, "
+        f"{sum(s.rows for s in fm.splits.values()):,} rows)"
+    )
+    print(f"supernet:  {result.stages['supernet'] / 'model.pt'}")
+    print(f"sizes:     {result.stages['search'] / 'sizes.json'}  {rep['sizes']}")
+    for name in ("searched", "uniform"):
+        print(
+            f"{name + ':':<10} {rep[f'{name}_embedding_params']:>9,} embedding params, test AUC "
+            f"{rep[f'{name}_test_auc_mean']:.4f} ± {rep[f'{name}_test_auc_std']:.4f} "
+            f"({seeds} seeds); "
+            f"models in {result.stages[f'retrain-{name}']}"
+        )
+    print(f"report:    {result.out / 'report.json'} (budget {rep['budget']:,} params)")
+    if not args.no_tracking:
+        uri = resolve_tracking_uri(args.tracking_uri)
+        print(f"MLflow:    {uri} (experiment {args.experiment or fm.name!r}); browse with:")
+        print(f"           mlflow ui --backend-store-uri {uri}")
+    return 0
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="evaluation harness: baselines, ablations, stability, ranking consistency",
+        description="Every method's sizes under each budget, retrained from scratch for each "
+        "seed with the same config; writes report.md, results.json, auc_vs_params.png and "
+        "sizes_heatmap.png into --out. "
+        "Finished units are reused on a re-run.",
+    )
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
+    p.add_argument(
+        "--budgets",
+        default="0.25,0.5,0.8",
+        help="comma-separated budgets, as for `search` (default 0.25,0.5,0.8)",
+    )
+    p.add_argument("--budget", default=None, help="one budget (same as --budgets with one value)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI-sized: 2 epochs, short searches, one budget, no ablations "
+        "(checks the harness, not the method)",
+    )
+    p.add_argument(
+        "--no-ablations", action="store_true", help="skip our method's ablations (5 more supernets)"
+    )
+    p.add_argument(
+        "--panel", type=int, default=12, help="architectures in the ranking-consistency panel"
+    )
+    p.add_argument(
+        "--config", help="YAML TrainConfig (default: configs/<dataset>.yaml when it exists)"
+    )
+    p.add_argument("--search-config", help="YAML SearchConfig")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="TrainConfig overrides; SearchConfig ones prefixed search., e.g. search.iterations=30",
+    )
+    add_tracking_args(p)
+    p.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from adass_ray import configio
+    from adass_ray.data.feature_map import FeatureMap
+    from adass_ray.harness.run import run_report
+    from adass_ray.search.agent import SearchConfig
+    from adass_ray.stages.pipeline import default_config
+    from adass_ray.train.config import TrainConfig
+
+    fm = FeatureMap.load(args.data)
+    train_over = [o for o in args.overrides if not o.startswith("search.")]
+    search_over = [o[len("search.") :] for o in args.overrides if o.startswith("search.")]
+    train_cfg = configio.load(TrainConfig, args.config or default_config(fm.name), train_over)
+    search_cfg = configio.load(SearchConfig, args.search_config, search_over)
+    budgets = tuple(x.strip() for x in (args.budget or args.budgets).split(",") if x.strip())
+    if args.quick and args.budget is None:
+        budgets = budgets[-1:]  # quick: one budget
+    res = run_report(
+        data=Path(args.data),
+        out=Path(args.out),
+        train_cfg=train_cfg,
+        search_cfg=search_cfg,
+        budgets=budgets,
+        seeds=args.seeds,
+        quick=args.quick,
+        ablations=not args.no_ablations,
+        panel_size=args.panel,
+        tracking=None if args.no_tracking else tracking_of(args),
+        verbose=args.verbose,
+    )
+    print(
+        f"{res['dataset']}: {len(res['budgets'][0]['methods'])} methods x "
+        f"{len(res['seeds'])} seeds x {len(budgets)} budgets, {res['seconds'] / 60:.1f} min"
+    )
+    for per in res["budgets"]:
+        print(f"budget {per['spec']} ({per['budget']:,} params):")
+        for r in per["methods"]:
+            vs = r.get("vs_ours_auc")
+            tail = f"  ours − it {vs['mean']:+.4f} ({vs['verdict']})" if vs else ""
+            print(
+                f"  {r['method']:<34} {r['embedding_params_mean']:>11,.0f} params  test AUC "
+                f"{r['test_auc_mean']:.4f} ± {r['test_auc_std']:.4f}  Q_B pct "
+                f"{r['percentile_mean']:5.1f}{tail}"
+            )
+    rk = res["ranking"]
+    print(
+        f"ranking: seed-to-seed tau {rk['seed_tau']:.3f}; "
+        + ", ".join(f"{r['variant']} {r['kendall_tau']:.3f}" for r in rk["variants"])
+    )
+    print(
+        f"report: {Path(args.out) / 'report.md'}  "
+        "(results.json, auc_vs_params.png, sizes_heatmap.png)"
+    )
+    return 0

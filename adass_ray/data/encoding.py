@@ -1,0 +1,162 @@
+"""Column encoding for :mod:`adass_ray.data.prepare`: raw columns → integer ids.
+
+What lives here, and why apart from ``prepare``: the columnar (pyarrow / numpy, no per-row
+Python) kernels that turn one column into ids, independent of splitting and writing:
+
+* dictionary codes of a column (:func:`column_codes`);
+* vocabulary fitting (:func:`vocab_ids`): kept values get ids 1..V-1 by descending *train* count,
+  ties by value text; rarer, unseen or missing values get the OOV id 0;
+* numeric bucketing (:func:`encode_numeric`): the Criteo ``log2`` rule or train-fitted quantile
+  bins, plus the dense value;
+* multi-valued fields (:func:`encode_multi`): lists of ids;
+* :func:`float_numpy`, a numeric column as float64 numpy with NaN for nulls.
+
+``prepare`` chooses the encoder per field and passes the train mask and thresholds in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from adass_ray.data.feature_map import FieldSpec
+from adass_ray.errors import DataError
+
+
+def column_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Dictionary codes (``-1`` for null) and the dictionary of a column, as one chunk."""
+    if isinstance(col, pa.ChunkedArray):
+        if pa.types.is_dictionary(col.type) and col.num_chunks > 1:
+            # unifying many chunk dictionaries is far slower than re-encoding the values
+            col = pc.cast(col, col.type.value_type)
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    codes = pc.fill_null(pc.cast(col.indices, pa.int64()), -1).to_numpy(zero_copy_only=False)
+    return codes, col.dictionary
+
+
+def _int_codes(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    """Codes/dictionary for an int64 column without hashing (small ranges use an offset)."""
+    present = values[~missing]
+    if present.size == 0:
+        return np.full(len(values), -1, dtype=np.int64), pa.array([], pa.int64())
+    lo, hi = int(present.min()), int(present.max())
+    if hi - lo < 1 << 20:
+        codes = np.where(missing, -1, values - lo)
+        return codes.astype(np.int64), pa.array(np.arange(lo, hi + 1, dtype=np.int64))
+    uniq, inverse = np.unique(present, return_inverse=True)
+    codes = np.full(len(values), -1, dtype=np.int64)
+    codes[~missing] = inverse
+    return codes, pa.array(uniq)
+
+
+def vocab_ids(
+    codes: np.ndarray, dictionary: pa.Array, train: np.ndarray | None, min_count: int
+) -> tuple[np.ndarray, pa.Table, int]:
+    """Map dictionary codes to ids: kept values 1..V-1 by descending train count; else 0."""
+    ndict = len(dictionary)
+    fit = codes if train is None else codes[train]
+    counts = np.bincount(fit[fit >= 0], minlength=ndict)
+    kept = np.flatnonzero(counts >= max(min_count, 1))
+    # descending count, ties by the value's text so the mapping does not depend on row order
+    kept_values = pc.cast(dictionary.take(pa.array(kept, pa.int64())), pa.string())
+    text = np.asarray(kept_values.to_numpy(zero_copy_only=False), dtype=object).astype(str)
+    kept = kept[np.lexsort((text, -counts[kept]))]
+    id_of_code = np.zeros(ndict + 1, dtype=np.int32)  # last slot: null code -1
+    id_of_code[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
+    ids = id_of_code[codes]
+    vocab = pa.table({
+        "id": pa.array(np.arange(1, len(kept) + 1, dtype=np.int32)),
+        "value": pc.cast(dictionary.take(pa.array(kept)), pa.string()),
+        "count": pa.array(counts[kept].astype(np.int64)),
+    })
+    return ids, vocab, len(kept) + 1
+
+
+def encode_numeric(
+    name: str, col: pa.ChunkedArray, bucketing: str, train: np.ndarray, min_count: int,
+    n_bins: int,
+) -> tuple[FieldSpec, np.ndarray, np.ndarray, pa.Table | None]:
+    """Bucketize a numeric column: ids (``log2`` vocabulary or ``n_bins`` quantile bins), dense
+    values and, for ``log2``, the vocabulary."""
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        raise DataError(f"numeric column {name!r} has type {col.type}; it must hold numbers")
+    x = float_numpy(col)
+    missing = np.isnan(x)
+    if bucketing == "log2":
+        # the Criteo rule: x > 2 → floor(ln(x)^2), else x; the result is treated as categorical
+        x[missing] = 0.0
+        big = x > 2
+        b = np.floor(x)
+        b[big] = np.floor(np.log(x[big]) ** 2)
+        codes, dictionary = _int_codes(b.astype(np.int64), missing)
+        ids, vocab, vsize = vocab_ids(codes, dictionary, train, min_count)
+        dense = np.log1p(np.abs(x), dtype=np.float32)  # 0 where missing
+        np.copysign(dense, x, out=dense, casting="unsafe")
+        transform: dict[str, Any] = {
+            "type": "log2", "min_count": min_count, "dense": "sign*log1p|x|"
+        }
+    else:
+        fit = x[train & ~missing]
+        if fit.size == 0:
+            raise DataError(f"numeric column {name!r} has no values in the train split")
+        edges = np.unique(np.quantile(fit, np.linspace(0, 1, n_bins + 1)[1:-1]))
+        ids = np.where(
+            missing, 0, np.searchsorted(edges, np.where(missing, 0, x), side="right") + 1
+        )
+        ids = ids.astype(np.int32)
+        vsize, vocab = len(edges) + 2, None
+        mean, std = float(fit.mean()), float(fit.std()) or 1.0
+        dense = np.where(missing, 0.0, (x - mean) / std).astype(np.float32)
+        transform = {
+            "type": "quantile", "edges": [float(e) for e in edges], "mean": mean, "std": std
+        }
+    # `distinct` is left out for numeric fields: raw distinct numbers say little and counting
+    # them costs as much as the bucketing itself
+    spec = FieldSpec(name=name, kind="numeric", vocab_size=int(vsize), transform=transform)
+    return spec, ids, dense, vocab
+
+
+def float_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column as float64 numpy with NaN for nulls (no pandas round trip)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = pc.cast(arr, pa.float64())
+    if arr.null_count:  # to_numpy on nulls takes a slow path (through pandas)
+        arr = pc.fill_null(arr, float("nan"))
+    return np.array(arr.to_numpy(zero_copy_only=False), dtype=np.float64)  # writable copy
+
+
+def encode_multi(
+    name: str, col: pa.ChunkedArray, sep: str, train: np.ndarray, min_count: int,
+    max_multi_len: int,
+) -> tuple[FieldSpec, pa.Array, pa.Table]:
+    """Encode a multi-valued column (text split on ``sep``, or lists) as lists of ids."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(pa.string())
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        if not pa.types.is_string(arr.type):
+            raise DataError(f"multi-valued column {name!r} must hold text or lists, not {arr.type}")
+        arr = pc.split_pattern(pc.utf8_trim_whitespace(arr), pattern=sep or " ")
+    arr = pc.fill_null(arr, pa.scalar([], arr.type)) if arr.null_count else arr
+    values = pc.list_flatten(arr)
+    parents = np.asarray(pc.list_parent_indices(arr), dtype=np.int64)
+    values_ok = pc.not_equal(pc.cast(values, pa.string()), "")
+    codes, dictionary = column_codes(
+        pc.if_else(values_ok, values, pa.nulls(len(values), values.type))
+    )
+    elem_train = train[parents]
+    ids, vocab, vsize = vocab_ids(codes, dictionary, elem_train, min_count)
+    keep = codes >= 0  # drop empty tokens ("a||b") rather than turning them into OOV ids
+    lengths = np.bincount(parents[keep], minlength=len(arr))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids[keep].astype(np.int32)))
+    max_len = int(min(max(lengths[train].max(initial=1), 1), max_multi_len))
+    spec = FieldSpec(name=name, kind="multi_valued", vocab_size=vsize, distinct=len(dictionary),
+                     max_len=max_len,
+                     transform={"type": "vocab", "min_count": min_count, "sep": sep})
+    return spec, lists, vocab

@@ -1,0 +1,88 @@
+"""What a search reads once: the dataset, the frozen supernet and the validation rows it scores.
+
+:func:`load_context` is the one place a search, a sweep, a stability run or the harness loads a
+supernet for stage 2, so they all score architectures on the same rows the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adass_ray.data.batch import Batch
+from adass_ray.data.feature_map import FeatureMap
+from adass_ray.data.loader import ShardLoader
+from adass_ray.errors import ConfigError
+from adass_ray.model.checkpoint import load_model
+from adass_ray.model.supernet import Supernet
+from adass_ray.search.evaluator import CachedEvaluator, split_rows, validation_subsample
+from adass_ray.search.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """A loaded supernet and the rows it is scored on.
+
+    Attributes:
+        fm: the dataset's feature map. net: the frozen supernet.
+        model_config: the supernet's model config as plain data (to rebuild it in a worker).
+        batch: the validation subsample.
+        space: the search space (the supernet's candidate sizes over the dataset's fields).
+        batch_a, batch_b: ``batch`` split in two halves by label (seeded): the search scores
+            on A (Q_A), selection re-ranks its short list on B (Q_B), so the result is not the
+            maximum of thousands of noisy scores on the rows that found it.
+    """
+
+    fm: FeatureMap
+    net: Supernet
+    model_config: dict[str, Any]
+    batch: Batch
+    space: SearchSpace
+    batch_a: Batch
+    batch_b: Batch
+
+    def evaluator_a(self) -> CachedEvaluator:
+        """A cached evaluator on the search half (Q_A)."""
+        return CachedEvaluator(self.net, self.batch_a)
+
+    def evaluator_b(self) -> CachedEvaluator:
+        """A cached evaluator on the selection half (Q_B)."""
+        return CachedEvaluator(self.net, self.batch_b)
+
+
+def load_context(
+    data: str | Path, supernet: str | Path, *, val_rows: int, seed: int
+) -> SearchContext:
+    """Load the dataset, the supernet and ``val_rows`` seeded validation rows (once); ``seed``
+    picks the rows and their A/B split.
+
+    Raises:
+        ConfigError: ``supernet`` holds a fixed-size model, not a supernet.
+        DataError: a missing model, or one trained on other data.
+    """
+    fm = FeatureMap.load(data)
+    net, blob = load_model(supernet, fm)
+    if not isinstance(net, Supernet):
+        raise ConfigError(
+            f"{supernet} holds a {blob['kind']} model; give the train-supernet output folder"
+        )
+    loader = ShardLoader(data, fm, split="valid", shuffle=False)
+    batch = validation_subsample(loader, val_rows, seed)
+    space = SearchSpace.from_feature_map(fm, candidate_sizes=net.candidate_sizes)
+    batch_a, batch_b = split_rows(batch, seed=seed)
+    return SearchContext(fm=fm, net=net, model_config=blob["model_config"], batch=batch,
+                         space=space, batch_a=batch_a, batch_b=batch_b)
+
+
+def uniform_points(ctx: SearchContext) -> list[dict[str, Any]]:
+    """Q_B and cost of every uniform architecture (each field at one candidate size)."""
+    space = ctx.space
+    evaluator = ctx.evaluator_b()
+    archs = [
+        (k,) * space.num_fields for k in range(space.num_candidates) if space.candidate_sizes[k] > 0
+    ]
+    return [
+        {"size": space.candidate_sizes[a[0]], "cost": space.cost(a), "quality": q}
+        for a, q in zip(archs, evaluator.evaluate(archs), strict=True)
+    ]

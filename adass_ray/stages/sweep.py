@@ -1,0 +1,190 @@
+"""Stage recipe ``sweep``: Ray Tune over λ × budget on one supernet, and the Pareto front.
+
+Writes into ``out``: ``pareto.csv`` (every trial: embedding params, supernet validation AUC,
+``on_front``, λ, budget, sizes), ``pareto.png`` (trials, the front, the uniform baselines),
+``sweep.json`` (trials, front, baselines, winner) and, with ``retrain_best`` seeds, the winner's
+``best/sizes.json`` and its retrained models in ``best/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from adass_ray import configio
+from adass_ray.data.io import write_json
+from adass_ray.errors import AdassError, ConfigError
+from adass_ray.search.agent import SearchConfig
+from adass_ray.search.context import load_context, uniform_points
+from adass_ray.tracking import Tracker, TrackingSpec
+from adass_ray.train.config import TrainConfig
+
+SWEEP_RUN_FILE = "sweep_run.json"
+
+
+def sweep(
+    *,
+    data: Path,
+    supernet: Path,
+    out: Path,
+    lams: tuple[float, ...],
+    budgets: tuple[str, ...],
+    cfg: SearchConfig,
+    resume: bool = False,
+    tracking: TrackingSpec = TrackingSpec(),
+    verbose: bool = False,
+    retrain_best: int = 0,
+    train_cfg: TrainConfig | None = None,
+    cpus_per_trial: float = 1.0,
+) -> dict[str, Any]:
+    """Ray Tune over λ × budget against one supernet; the Pareto front as CSV, PNG and MLflow.
+
+    The winner is the trial with the highest supernet AUC (ties: fewer parameters): the top of
+    the front. A killed sweep continues with ``resume`` (its parent MLflow run too).
+    """
+    from adass_ray.distributed.runtime import ensure_ray
+    from adass_ray.distributed.sweep import run_tune
+    from adass_ray.pareto import ParetoPoint, pareto_front, write_pareto_csv
+    from adass_ray.plots import pareto_png
+    from adass_ray.search.export import write_sizes_json
+    from adass_ray.stages.train import retrain
+
+    if not lams or not budgets:
+        raise ConfigError("a sweep needs at least one λ (--lams) and one budget (--budgets)")
+    if any(lam < 0 for lam in lams):
+        raise ConfigError(f"--lams must be >= 0, got {list(lams)}")
+    ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
+    ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed)
+    fm, space = ctx.fm, ctx.space
+    if (out / "tune").exists() and not resume:
+        raise AdassError(
+            f"{out} already holds a sweep; pass --resume to continue it or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    with _parent_run(out, tracking, resume, fm.name, data, supernet, lams, budgets, cfg) as parent:
+        trials = tracking.children_of(parent, experiment=fm.name)
+        baselines = uniform_points(ctx)
+        records = run_tune(
+            ctx=ctx,
+            out=out,
+            lams=lams,
+            budgets=budgets,
+            cfg=cfg,
+            resume=resume,
+            tracking=trials if trials.enabled else None,
+            cpus_per_trial=cpus_per_trial,
+            verbose=verbose,
+        )
+        scored = [r for r in records if not math.isnan(r["quality"])]
+        points = [
+            ParetoPoint(
+                params=int(r["cost"]),
+                auc=float(r["quality"]),
+                key=r["key"],
+                payload={
+                    "lam": r["lam"],
+                    "budget": r["budget"],
+                    "budget_params": r["budget_params"],
+                    "repaired": bool(r["repaired"]),
+                    "sizes": r["sizes"],
+                },
+            )
+            for r in scored
+        ]
+        front = pareto_front(points)
+        write_pareto_csv(out / "pareto.csv", points, front)
+        front_keys = [p.key for p in front]
+        front_records = [next(r for r in scored if r["key"] == k) for k in front_keys]
+        pareto_png(
+            out / "pareto.png",
+            trials=scored,
+            front=front_records,
+            baselines=baselines,
+            title=f"{fm.name}: {len(scored)} sweep trials, {len(front)} on the front",
+        )
+        winner = max(scored, key=lambda r: (r["quality"], -r["cost"]))
+        summary: dict[str, Any] = {
+            "trials": records,
+            "front": front_keys,
+            "uniform": baselines,
+            "winner": winner["key"],
+            "supernet": str(supernet),
+            "data": str(data),
+        }
+        if retrain_best:
+            best = out / "best"
+            sizes = tuple(winner["sizes"][n] for n in fm.field_names)
+            write_sizes_json(
+                best / "sizes.json",
+                space,
+                space.arch_of(sizes),
+                budget=int(winner["budget_params"]),
+                provenance={
+                    "sweep": str(out),
+                    "trial": winner["key"],
+                    "quality": winner["quality"],
+                },
+                d_base=cfg.d_base,
+            )
+            summary["winner_retrained"] = retrain(
+                data=data,
+                out=best,
+                cfg=train_cfg or TrainConfig(),
+                sizes_file=str(best / "sizes.json"),
+                seeds=retrain_best,
+                tracking=trials,
+                verbose=verbose,
+            )
+        write_json(out / "sweep.json", summary)
+        parent.log_metrics(
+            {
+                "trials": float(len(records)),
+                "front_size": float(len(front)),
+                "best_quality": float(winner["quality"]),
+                "best_cost": float(winner["cost"]),
+            }
+        )
+        for name in ("pareto.csv", "pareto.png", "sweep.json"):
+            parent.log_artifact(out / name)
+    return summary
+
+
+def _parent_run(
+    out: Path,
+    tracking: TrackingSpec,
+    resume: bool,
+    experiment: str,
+    data: Path,
+    supernet: Path,
+    lams: tuple[float, ...],
+    budgets: tuple[str, ...],
+    cfg: SearchConfig,
+) -> Tracker:
+    """The sweep's parent run: the one a killed sweep had (on resume), else a new one."""
+    meta_path = out / SWEEP_RUN_FILE
+    meta = json.loads(meta_path.read_text()) if resume and meta_path.is_file() else {}
+    if meta.get("parent_run_id") and tracking.enabled:
+        spec = replace(
+            tracking, uri=meta.get("tracking_uri") or tracking.uri, run_id=meta["parent_run_id"]
+        )
+        parent = spec.attach(owns_run=True, fallback_dir=out)
+    else:
+        parent = tracking.start(
+            run_name=f"sweep-{out.name}", default_experiment=experiment, fallback_dir=out
+        )
+        parent.log_params(
+            {
+                "stage": "sweep",
+                "data": str(data),
+                "supernet": str(supernet),
+                "lams": list(lams),
+                "budgets": list(budgets),
+                **configio.flatten(configio.to_dict(cfg)),
+            }
+        )
+    write_json(meta_path, {"parent_run_id": parent.run_id, "tracking_uri": parent.tracking_uri})
+    return parent

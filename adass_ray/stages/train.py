@@ -1,0 +1,184 @@
+"""Stage recipes that train: ``train-supernet`` / ``train`` (one model) and ``retrain`` (seeds).
+
+Each recipe checks its input on the driver, starts or joins Ray, opens its MLflow run as a
+context manager (FAILED if anything raises) and leaves its outputs in one folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from adass_ray import configio
+from adass_ray.data.feature_map import FEATURE_MAP_FILE, FeatureMap
+from adass_ray.data.io import write_json
+from adass_ray.errors import AdassError, ConfigError
+from adass_ray.search.export import read_sizes
+from adass_ray.tracking import TrackingSpec
+from adass_ray.train.config import TrainConfig, validate
+
+logger = logging.getLogger(__name__)
+
+
+def fixed_sizes(
+    fm: FeatureMap, cfg: TrainConfig, *, sizes_file: str | None = None, uniform: int | None = None
+) -> tuple[int, ...]:
+    """A fixed model's sizes: from ``sizes_file``, else ``uniform`` (default ``model.d``).
+
+    Raises:
+        ConfigError: an unreadable or mismatched sizes file, or ``uniform < 1``.
+    """
+    if sizes_file:
+        return read_sizes(sizes_file, fm)
+    if uniform is not None and uniform < 1:
+        raise ConfigError(f"--uniform must be >= 1, got {uniform}")
+    return (uniform or cfg.model.d,) * fm.num_fields
+
+
+def train(
+    *,
+    data: Path,
+    out: Path,
+    cfg: TrainConfig,
+    kind: str,
+    sizes_file: str | None = None,
+    uniform: int | None = None,
+    resume: bool = False,
+    tracking: TrackingSpec = TrackingSpec(),
+    verbose: bool = False,
+    sizes: tuple[int, ...] | None = None,
+    init_from: Path | None = None,
+) -> Any:
+    """Train a supernet (``kind="supernet"``) or a fixed-size model (``kind="fixed"``).
+
+    ``sizes`` (or ``sizes_file``, or ``uniform``) fix a fixed model's architecture;
+    ``init_from`` names a supernet folder whose weights the fixed model inherits.
+    """
+    from adass_ray.distributed.runtime import ensure_ray
+    from adass_ray.distributed.train import fit
+
+    fm = FeatureMap.load(data)
+    validate(fm, cfg, kind)
+    if kind == "fixed" and sizes is None:
+        sizes = fixed_sizes(fm, cfg, sizes_file=sizes_file, uniform=uniform)
+    if out.exists() and (out / ".ray").exists() and not resume:
+        raise AdassError(
+            f"{out} already holds a training run; pass --resume to continue it "
+            "or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
+    with tracking.start(
+        run_name=f"{kind}-{out.name}", default_experiment=fm.name, fallback_dir=out
+    ) as tracker:
+        tracker.log_params(
+            {
+                "stage": kind,
+                "data": str(data),
+                "sizes": list(sizes) if sizes else None,
+                **configio.flatten(configio.to_dict(cfg)),
+            }
+        )
+        extra = None
+        if init_from:
+            extra = {"init_state": str(_inherited_state(init_from, fm, sizes, out))}
+        result = fit(
+            data=data,
+            out=out,
+            cfg=cfg,
+            kind=kind,
+            sizes=sizes,
+            tracking=tracking.into(tracker),
+            resume=resume,
+            extra_config=extra,
+        )
+        tracker.log_metrics(dict(result.metrics))
+        for name in ("model.pt", "history.json", "metrics.json"):
+            tracker.log_artifact(out / name)
+        tracker.log_artifact(data / FEATURE_MAP_FILE)
+        if kind == "fixed":  # the retrained model, loadable with mlflow.pytorch.load_model
+            from adass_ray.model.checkpoint import load_model
+
+            tracker.log_model(load_model(out, fm)[0], "model")
+    return result
+
+
+def _inherited_state(
+    supernet_dir: Path, fm: FeatureMap, sizes: tuple[int, ...] | None, out: Path
+) -> Path:
+    """Stand-alone weights cut from a trained supernet for ``sizes`` (saved for the workers)."""
+    import torch
+
+    from adass_ray.model.checkpoint import load_model
+    from adass_ray.model.standalone import StandaloneModel
+    from adass_ray.model.supernet import Supernet
+
+    net, _ = load_model(supernet_dir, fm)
+    if not isinstance(net, Supernet) or sizes is None:
+        raise ConfigError(
+            f"{supernet_dir} does not hold a supernet; give the train-supernet output folder"
+        )
+    model = StandaloneModel.from_supernet(net, sizes)
+    path = out / "inherited.pt"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def retrain(
+    *,
+    data: Path,
+    out: Path,
+    cfg: TrainConfig,
+    sizes_file: str | None = None,
+    uniform: int | None = None,
+    seeds: int = 3,
+    init_from: Path | None = None,
+    tracking: TrackingSpec = TrackingSpec(),
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Train the stand-alone model with fixed sizes once per seed; writes ``summary.json``.
+
+    Each seed's run lives in ``out/seed-<s>`` (finished seeds are reused on a re-run).
+    Returns the summary: per-seed test AUC / logloss and their mean and standard deviation.
+    """
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    fm = FeatureMap.load(data)
+    sizes = fixed_sizes(fm, cfg, sizes_file=sizes_file, uniform=uniform)
+    runs: list[dict[str, float]] = []
+    for s in range(seeds):
+        seed_out = out / f"seed-{s}"
+        if (seed_out / "metrics.json").is_file():
+            runs.append(json.loads((seed_out / "metrics.json").read_text()))
+            continue
+        res = train(
+            data=data,
+            out=seed_out,
+            cfg=replace(cfg, seed=cfg.seed + s),
+            kind="fixed",
+            sizes=sizes,
+            resume=(seed_out / ".ray").exists(),
+            tracking=tracking,
+            verbose=verbose,
+            init_from=init_from,
+        )
+        runs.append(res.metrics)
+    summary: dict[str, Any] = {
+        "sizes": dict(zip(fm.field_names, sizes, strict=True)),
+        "embedding_params": sum(v * a for v, a in zip(fm.vocab_sizes, sizes, strict=True)),
+        "seeds": [cfg.seed + s for s in range(seeds)],
+        "inherited_from": str(init_from) if init_from else None,
+    }
+    for key in ("test_auc", "test_logloss"):
+        values = [r[key] for r in runs]
+        summary[key] = values
+        summary[f"{key}_mean"] = statistics.fmean(values)
+        summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    write_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,127 @@
+"""The one module that imports ``mlflow`` (lazily, inside functions, so importing it is cheap).
+
+Thin functions over ``mlflow.MlflowClient`` and the MLflow entities, used by
+:class:`~adass_ray.tracking.runs.MlflowTracker`; nothing else in the package talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from adass_ray.tracking.uri import default_artifact_root, slug
+
+logger = logging.getLogger(__name__)
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+
+def is_caller_error(exc: BaseException) -> bool:
+    """True for MLflow rejecting a value (a bug to surface), not for an unreachable store."""
+    return getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE"
+
+
+def params(flat: Mapping[str, str]) -> list[Any]:
+    """``Param`` entities for ``log_batch``."""
+    from mlflow.entities import Param
+
+    return [Param(k, v) for k, v in flat.items()]
+
+
+def metrics(values: Mapping[str, float], stamp: int, step: int) -> list[Any]:
+    """``Metric`` entities for ``log_batch`` (one timestamp and step for all)."""
+    from mlflow.entities import Metric
+
+    return [Metric(k, v, stamp, step) for k, v in values.items()]
+
+
+def tags(values: Mapping[str, str]) -> list[Any]:
+    """``RunTag`` entities for ``log_batch``."""
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, v) for k, v in values.items()]
+
+
+def save_pytorch_model(model: Any, folder: Path) -> None:
+    """Save ``model`` as an MLflow pytorch-flavour model folder (pickle serialisation).
+
+    Pickle, not pt2: pt2 traces forward() on an example of tensors, and our models take a Batch.
+    Requirements are explicit: inferring them runs the model in a subprocess.
+    """
+    import mlflow.pytorch
+    import torch
+
+    quiet = logging.getLogger("mlflow.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its pickle-safety warning, once per model, is noise here
+    try:
+        mlflow.pytorch.save_model(
+            model,
+            str(folder),
+            serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__}"],
+        )
+    finally:
+        quiet.setLevel(level)
+
+
+def client(uri: str) -> Any:
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(
+    client: Any, name: str, uri: str, artifact_root: str | os.PathLike[str] | None
+) -> str:
+    """Return the id of experiment ``name``, creating it with an explicit artifact location."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        root = Path(artifact_root) if artifact_root is not None else default_artifact_root(uri)
+        location = (root.absolute() / slug(name)).as_uri() if root is not None else None
+        try:
+            return str(client.create_experiment(name, artifact_location=location))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process won the race
+                raise
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.lifecycle_stage != "active":
+        raise RuntimeError(f"experiment {name!r} is deleted; restore it or use another name")
+    return str(found.experiment_id)
+
+
+def fluent_parent(client: Any) -> str | None:
+    """Return the active fluent run's id if it lives in ``client``'s store, else None."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is None:
+        return None
+    try:
+        client.get_run(active.info.run_id)
+    except Exception:
+        logger.debug(
+            "active fluent run %s is in another store; not nesting under it", active.info.run_id
+        )
+        return None
+    return str(active.info.run_id)
+
+
+def create_run(
+    client: Any,
+    experiment_id: str | None,
+    run_name: str,
+    parent: str | None,
+    tags: Mapping[str, Any] | None,
+) -> str:
+    all_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    if parent:
+        all_tags[PARENT_RUN_TAG] = parent
+    run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+    return str(run.info.run_id)
