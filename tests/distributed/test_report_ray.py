@@ -1,4 +1,4 @@
-"""`adass-ray report --quick`: every method runs, budgets hold, files are written, units are reused."""
+"""`adass-ray report --quick`: every method runs, budgets hold, files are written, units reused."""
 
 from __future__ import annotations
 
@@ -15,25 +15,49 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 def test_quick_report_runs_every_method_and_reuses_finished_units(ray_local, tmp_path, capsys):
     data, out = tmp_path / "data", tmp_path / "report"
     synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=4000, seed=5), data)
-    args = ["report", "--data", str(data), "--out", str(out), "--quick", "--seeds", "2", "--no-tracking",
-            "model.hidden=[16]", "batch_size=512"]
+    args = [
+        "report",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--quick",
+        "--seeds",
+        "2",
+        "--no-tracking",
+        "model.hidden=[16]",
+        "batch_size=512",
+    ]
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
-    methods = {r["method"]: r for r in res["methods"]}
-    assert set(methods) == {"uniform d_base", "uniform matched to budget", "card^0.25 rule", "SSEDS-style saliency",
-                            "AdaS&S (ours)", "random search", "uniform sampling + evolution"}
+    assert len(res["budgets"]) == 1  # quick: one budget
+    per = res["budgets"][0]
+    methods = {r["method"]: r for r in per["methods"]}
+    assert set(methods) == {
+        "uniform d_base",
+        "uniform matched to budget",
+        "card^0.25 rule",
+        "SSEDS-style saliency",
+        "AdaS&S (ours)",
+        "random search",
+        "evolution",
+    }
     for name, r in methods.items():
         assert len(r["test_auc"]) == 2 and all(0.0 <= a <= 1.0 for a in r["test_auc"])
         if name != "uniform d_base":  # every other method is held to the budget
-            assert max(r["embedding_params"]) <= res["budget"], name
+            assert max(r["embedding_params"]) <= per["budget"], name
+        assert all(0.0 <= p <= 100.0 for p in r["percentile"]), name
     ours = methods["AdaS&S (ours)"]
-    for other in ("random search", "uniform sampling + evolution"):  # equal evaluations, seed by seed
+    for other in ("random search", "evolution"):  # equal evaluations, seed by seed
         assert methods[other]["evaluations"] == ours["evaluations"]
-    assert len(res["panel"]) == 12 and len(res["ranking"]) == 2
-    assert all(-1.0 <= r["kendall_tau"] <= 1.0 for r in res["ranking"])
+        assert methods[other]["vs_ours_auc"]["n"] == 2
+    assert len(res["panel"]) == 12 and len(res["ranking"]["variants"]) == 1
+    assert all(-1.0 <= r["kendall_tau"] <= 1.0 for r in res["ranking"]["variants"])
     assert res["planted"] is not None  # synthetic data carry their ground truth
+    assert set(res["hypervolume"]) == set(methods)
     md = (out / "report.md").read_text()
     assert "| AdaS&S (ours) |" in md and "Kendall" in md and "Verdict:" in md
+    assert "Noise floor" in md
     for png in ("auc_vs_params.png", "sizes_heatmap.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     first = capsys.readouterr().out
@@ -45,15 +69,56 @@ def test_quick_report_runs_every_method_and_reuses_finished_units(ray_local, tmp
     assert sorted(p.name for p in (out / "work").glob("*.json")) == units
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     again = json.loads((out / "results.json").read_text())
-    assert [r["test_auc"] for r in again["methods"]] == [r["test_auc"] for r in res["methods"]]
+    assert [r["test_auc"] for r in again["budgets"][0]["methods"]] == [
+        r["test_auc"] for r in per["methods"]
+    ]
 
 
 def test_report_rejects_bad_arguments(ray_local, tmp_path, capsys):
     data = tmp_path / "data"
     synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=1000, seed=5), data)
-    assert main(["report", "--data", str(data), "--out", str(tmp_path / "r"), "--seeds", "0", "--no-tracking"]) == 2
+    assert (
+        main(
+            [
+                "report",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "r"),
+                "--seeds",
+                "0",
+                "--no-tracking",
+            ]
+        )
+        == 2
+    )
     assert "--seeds must be >= 1" in capsys.readouterr().err
-    assert main(["report", "--data", str(data), "--out", str(tmp_path / "r"), "--budget", "0.01",
-                 "--no-tracking"]) == 2
+    assert (
+        main(
+            [
+                "report",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "r"),
+                "--budget",
+                "0.01",
+                "--no-tracking",
+            ]
+        )
+        == 2
+    )
     assert "below the smallest architecture" in capsys.readouterr().err
-    assert main(["report", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--no-tracking"]) == 2
+    assert (
+        main(
+            [
+                "report",
+                "--data",
+                str(tmp_path / "nope"),
+                "--out",
+                str(tmp_path / "r"),
+                "--no-tracking",
+            ]
+        )
+        == 2
+    )
