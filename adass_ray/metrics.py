@@ -140,6 +140,35 @@ def logloss(labels: Any, probs: Any, eps: float = 1e-7) -> float:
     return float(-np.mean(np.where(y, np.log(p), np.log1p(-p))))
 
 
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rank correlation (average ranks for ties): Pearson's r of the ranks.
+
+    Returns:
+        rho in ``[-1, 1]``; ``nan`` when undefined (fewer than 2 items, or x or y constant).
+
+    Raises:
+        DataError: if inputs are not 1-D, differ in length, or contain NaN.
+    """
+    a = _as_1d("x", x).astype(np.float64)
+    b = _as_1d("y", y).astype(np.float64)
+    if a.shape != b.shape:
+        raise DataError(f"x and y differ in length: {a.shape[0]} vs {b.shape[0]}")
+    if a.shape[0] < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _average_ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="mergesort")
+    ranks = np.empty_like(v)
+    ranks[order] = np.arange(v.shape[0], dtype=np.float64)
+    for value in np.unique(v):  # ties share their mean rank
+        tied = v == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
 def kendall_tau(x: Any, y: Any) -> float:
     """Kendall's tau-b rank correlation (tie-corrected), the variant scipy computes by default.
 

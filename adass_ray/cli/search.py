@@ -9,6 +9,8 @@ from adass_ray.cli.common import add_tracking_args, tracking_of
 from adass_ray.errors import AdassError
 from adass_ray.stages import smoke
 
+LAMS = "0,0.002,0.005,0.01,0.02,0.05"
+
 
 def add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -128,7 +130,8 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--supernet", help="train-supernet output folder")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
-        "--lams", default="0.25,1,4", help="comma-separated penalty strengths λ (default 0.25,1,4)"
+        "--lams", default=LAMS,
+        help=f"comma-separated λ: AUC traded per unit of cost/budget (default {LAMS})"
     )
     p.add_argument(
         "--budgets",
@@ -169,18 +172,15 @@ def _run_sweep(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     train_overrides: list[str] = []
     if args.smoke_test:
-        overrides = ["iterations=4", "archs_per_iter=8", "val_rows=500", *overrides]
+        overrides = [*smoke.SWEEP, *overrides]
         train_overrides = list(smoke.TRAIN)
-        if (args.lams, args.budgets) == (
-            "0.25,1,4",
-            "0.5,0.8",
-        ):  # unless given: 3 trials over the budget
-            args.lams, args.budgets = "1", "0.4,0.6,0.8"
+        if (args.lams, args.budgets) == (LAMS, "0.5,0.8"):  # unless given: 3 trials
+            args.lams, args.budgets = smoke.SWEEP_GRID
     try:
         lams = tuple(float(x) for x in args.lams.split(",") if x.strip())
     except ValueError:
         raise AdassError(
-            f"--lams {args.lams!r}: expected comma-separated numbers, e.g. 0.25,1,4"
+            f"--lams {args.lams!r}: expected comma-separated numbers, e.g. {LAMS}"
         ) from None
     budgets = tuple(b.strip() for b in args.budgets.split(",") if b.strip())
     cfg = configio.load(SearchConfig, args.config, overrides)

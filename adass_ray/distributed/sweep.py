@@ -30,7 +30,14 @@ from adass_ray.errors import AdassError
 from adass_ray.model.config import ModelConfig, build_supernet
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.context import SearchContext
-from adass_ray.search.driver import AgentRunner, LocalRunner, SearchState, choose, drive
+from adass_ray.search.driver import (
+    AgentRunner,
+    LocalRunner,
+    SearchState,
+    candidates,
+    choose,
+    drive,
+)
 from adass_ray.search.evaluator import CachedEvaluator
 from adass_ray.search.space import Budget, SearchSpace
 from adass_ray.tracking import NoopTracker, Tracker, TrackingSpec
@@ -56,7 +63,8 @@ def sweep_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
     lam, budget_spec = float(config["lam"]), str(config["budget"])
     cfg = configio.from_mapping(
         SearchConfig,
-        {**shared["search"], "lam": lam, "lams": [], "controllers": 1, "mode": "tradeoff"},
+        {**shared["search"], "lam": lam, "lams": [], "controllers": 1, "mode": "tradeoff",
+         "seed": shared["search"]["seed"] + _trial_index(shared, lam, budget_spec)},
     )
     budget = Budget.parse(budget_spec).resolve(space, d_base=cfg.d_base)
     evaluator = CachedEvaluator(net, shared["batch"])
@@ -106,6 +114,7 @@ def sweep_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
             "search_seconds": time.perf_counter() - t0,
             "resumed_at": resumed_at,
             "best_feasible_auc": quality,
+            "shortlist": json.dumps(_shortlist(space, state, budget, shared["lams"], cfg.top_k)),
         }
         tracker.log_metrics(
             {k: float(final[k]) for k in ("cost", "quality", "evaluations", "budget_params")}
@@ -121,6 +130,28 @@ def sweep_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
             "sizes.json",
         )
     _report(final, {"search": state.to_dict(), "run_id": tracker.run_id})
+
+
+def _trial_index(shared: dict[str, Any], lam: float, budget: str) -> int:
+    """The trial's place in the λ × budget grid: its controller seed is the base seed plus it."""
+    lams, budgets = list(shared["lams"]), list(shared["budgets"])
+    return 1000 * budgets.index(budget) + lams.index(lam)
+
+
+def _shortlist(space: SearchSpace, state: SearchState, budget: int, lams: Sequence[float],
+               top_k: int) -> list[list[Any]]:
+    """``[arch, Q_A]`` of the trial's best architectures for every λ of the sweep, plus its
+    policy's candidates (Q_A None): what the driver pools into one front per budget."""
+    from adass_ray.search.selection import top_k as best_of
+
+    history = [(tuple(r["arch"]), r["quality"]) for r in state.history]
+    q_a: dict[tuple[int, ...], float] = {}
+    for a, q in history:
+        q_a[a] = max(q, q_a.get(a, -math.inf))
+    archs = {a for lam in lams for a in best_of(space, history, budget, top_k, lam=lam)}
+    out: list[list[Any]] = [[list(a), q_a[a]] for a in sorted(archs)]
+    out += [[list(a), None] for a in candidates(state) if a not in archs]
+    return out
 
 
 def _trial_tracker(
@@ -196,6 +227,8 @@ def run_tune(
         "weights": ctx.net.state_dict(),
         "batch": ctx.batch_a,
         "batch_b": ctx.batch_b,
+        "lams": [float(x) for x in lams],
+        "budgets": [str(b) for b in budgets],
         "search": configio.to_dict(cfg),
         "tracking": tracking,
         "fault": faults.spec("sweep"),
@@ -262,6 +295,7 @@ def run_tune(
                     )
                 },
                 "sizes": json.loads(m["sizes"]),
+                "shortlist": json.loads(m.get("shortlist") or "[]"),
             }
         )
     if not records:

@@ -28,7 +28,7 @@ PIPELINE_SEARCH = ["iterations=3", "archs_per_iter=6", "val_rows=300"]
 PIPELINE_ROWS = 3000
 PIPELINE_SEEDS = 2
 #: ``sweep --smoke-test`` without explicit λs / budgets: 3 trials over the budget.
-SWEEP_GRID = ("1", "0.4,0.6,0.8")
+SWEEP_GRID = ("0.01", "0.4,0.6,0.8")
 #: ``report --quick``: CI-sized training and searches.
 QUICK_TRAIN = ["epochs=2", "patience=0"]
 QUICK_SEARCH = ["iterations=10", "archs_per_iter=8", "val_rows=2000"]

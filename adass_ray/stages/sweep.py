@@ -19,7 +19,7 @@ from adass_ray import configio
 from adass_ray.data.io import write_json
 from adass_ray.errors import AdassError, ConfigError
 from adass_ray.search.agent import SearchConfig
-from adass_ray.search.context import load_context, uniform_points
+from adass_ray.search.context import SearchContext, load_context, uniform_points
 from adass_ray.tracking import Tracker, TrackingSpec
 from adass_ray.train.config import TrainConfig
 
@@ -79,7 +79,8 @@ def sweep(
             cpus_per_trial=cpus_per_trial,
             verbose=verbose,
         )
-        scored = [r for r in records if not math.isnan(r["quality"])]
+        selections = _pooled_front(ctx, records, lams, cfg.top_k)
+        scored = [r for r in selections if not math.isnan(r["quality"])]
         points = [
             ParetoPoint(
                 params=int(r["cost"]),
@@ -109,6 +110,8 @@ def sweep(
         winner = max(scored, key=lambda r: (r["quality"], -r["cost"]))
         summary: dict[str, Any] = {
             "trials": records,
+            "selections": selections,
+            "spearman_lam_cost": _spearman_by_budget(selections),
             "front": front_keys,
             "uniform": baselines,
             "winner": winner["key"],
@@ -188,3 +191,43 @@ def _parent_run(
         )
     write_json(meta_path, {"parent_run_id": parent.run_id, "tracking_uri": parent.tracking_uri})
     return parent
+
+
+def _pooled_front(ctx: SearchContext, records: list[dict[str, Any]], lams: tuple[float, ...],
+                  top_k: int) -> list[dict[str, Any]]:
+    """One selection per (λ, budget) from the pooled shortlists of every trial of that budget,
+    scored once on the selection half: the chosen cost cannot rise with λ (see
+    :func:`~adass_ray.search.selection.rerank_front`)."""
+    from adass_ray.distributed.sweep import trial_key
+    from adass_ray.search.selection import rerank_front
+
+    space, score_b = ctx.space, ctx.evaluator_b().evaluate
+    out = []
+    for budget in sorted({r["budget"] for r in records}, key=str):
+        group = [r for r in records if r["budget"] == budget]
+        limit = int(group[0]["budget_params"])
+        history = [(tuple(a), q) for r in group for a, q in r["shortlist"] if q is not None]
+        extra = [tuple(a) for r in group for a, q in r["shortlist"] if q is None]
+        if not history and not extra:  # trials of an older sweep: their own selections
+            history = [(space.arch_of(tuple(r["sizes"][n] for n in ctx.fm.field_names)),
+                        r["quality"]) for r in group]
+        grid = sorted({float(r["lam"]) for r in group})
+        chosen = rerank_front(space, limit, history, score_b, grid, top_k=top_k, extra=extra)
+        for lam, sel in zip(grid, chosen, strict=True):
+            q_b = float(sel.quality_b) if sel.quality_b is not None else math.nan
+            out.append({"key": trial_key(lam, budget), "lam": lam, "budget": budget,
+                        "budget_params": limit, "cost": sel.cost, "quality": q_b,
+                        "repaired": int(sel.repaired),
+                        "sizes": dict(zip(ctx.fm.field_names, sel.sizes, strict=True))})
+    return out
+
+
+def _spearman_by_budget(selections: list[dict[str, Any]]) -> dict[str, float]:
+    """Spearman correlation of λ and the selected cost, per budget (NaN when either is constant)."""
+    from adass_ray.metrics import spearman
+
+    out = {}
+    for budget in sorted({r["budget"] for r in selections}, key=str):
+        rows = [r for r in selections if r["budget"] == budget]
+        out[budget] = spearman([r["lam"] for r in rows], [float(r["cost"]) for r in rows])
+    return out

@@ -38,16 +38,18 @@ def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
         (4.0, "0.4"),
         (4.0, "0.8"),
     }
-    assert all(
-        t["cost"] <= t["budget_params"] for t in trials
-    )  # the hard budget holds in every trial
+    assert all(t["cost"] <= t["budget_params"] for t in trials)  # the hard budget holds
+    for budget in ("0.4", "0.8"):  # the pooled front: the selected cost never rises with λ
+        chosen = sorted((s["lam"], s["cost"]) for s in summary["selections"]
+                        if s["budget"] == budget)
+        assert [c for _, c in chosen] == sorted((c for _, c in chosen), reverse=True)
+        assert all(s["cost"] <= s["budget_params"] for s in summary["selections"])
 
     points, on_front = read_pareto_csv(out / "pareto.csv")
     assert len(points) == 4 and any(on_front)
     front = [p for p, on in zip(points, on_front, strict=True) if on]
-    for (
-        p
-    ) in points:  # front members are not dominated; every other point is dominated by one of them
+    # front members are not dominated; every other point is dominated by one of them
+    for p in points:
         plain = ParetoPoint(p.params, p.auc)
         if p in front:
             assert not any(dominates(ParetoPoint(q.params, q.auc), plain) for q in points)
