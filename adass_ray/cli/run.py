@@ -104,6 +104,12 @@ def add_report(sub: argparse._SubParsersAction) -> None:
         "--no-ablations", action="store_true", help="skip our method's ablations (5 more supernets)"
     )
     p.add_argument(
+        "--methods", default="",
+        help="comma-separated method names to run (ours is always included; default: all)")
+    p.add_argument(
+        "--no-retrain", action="store_true",
+        help="compare the searches on Q_B percentiles only (no stand-alone retraining, no panel)")
+    p.add_argument(
         "--panel", type=int, default=12, help="architectures in the ranking-consistency panel"
     )
     p.add_argument(
@@ -146,6 +152,8 @@ def _run_report(args: argparse.Namespace) -> int:
         quick=args.quick,
         ablations=not args.no_ablations,
         panel_size=args.panel,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        retrain=not args.no_retrain,
         tracking=None if args.no_tracking else tracking_of(args),
         verbose=args.verbose,
     )
@@ -163,7 +171,7 @@ def _run_report(args: argparse.Namespace) -> int:
                 f"{r['test_auc_mean']:.4f} ± {r['test_auc_std']:.4f}  Q_B pct "
                 f"{r['percentile_mean']:5.1f}{tail}"
             )
-    rk = res["ranking"]
+    rk = res["ranking"] or {"seed_tau": float("nan"), "variants": []}
     print(
         f"ranking: seed-to-seed tau {rk['seed_tau']:.3f}; "
         + ", ".join(f"{r['variant']} {r['kendall_tau']:.3f}" for r in rk["variants"])

@@ -172,9 +172,20 @@ METHODS: tuple[Method, ...] = (
 BY_NAME = {m.name: m for m in METHODS}
 
 
-def chosen(*, ablations: bool, quick: bool) -> list[Method]:
-    """The methods a report runs: everything, or without the ablations (and, in quick mode,
-    without the second evolution on its own supernet)."""
+def chosen(*, ablations: bool, quick: bool, names: Sequence[str] = ()) -> list[Method]:
+    """The methods a report runs: ``names`` (ours is always among them), else everything, or
+    without the ablations (and, in quick mode, without the evolution on its own supernet).
+
+    Raises:
+        ConfigError: an unknown method name.
+    """
+    if names:
+        from adass_ray.errors import ConfigError
+
+        unknown = [n for n in names if n not in BY_NAME]
+        if unknown:
+            raise ConfigError(f"unknown method(s) {unknown}; choose from {list(BY_NAME)}")
+        return [m for m in METHODS if m.name in names or m.name == OURS]
     out = [m for m in METHODS if ablations or m.group != "ablation"]
     if quick:
         out = [m for m in out if m.name != "uniform sampling + evolution"]

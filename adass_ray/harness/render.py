@@ -17,7 +17,7 @@ def _pm(mean: float, std: float, digits: int = 4) -> str:
 
 
 def _ci(d: dict[str, float] | None, digits: int = 4, scale: float = 1.0) -> str:
-    if not d:
+    if not d or math.isnan(d["mean"]):
         return "—"
     if math.isnan(d["lo"]):
         return f"{d['mean'] * scale:+.{digits}f}"
@@ -34,7 +34,7 @@ def _tau(x: float) -> str:
 def verdict(rows: list[dict[str, Any]]) -> str:
     """One plain sentence per budget: which baselines ours beats, ties or loses to (paired
     95 % interval of the test-AUC difference over seeds)."""
-    groups: dict[str, list[str]] = {"ahead": [], "tie": [], "behind": []}
+    groups: dict[str, list[str]] = {"ahead": [], "tie": [], "behind": [], "n/a": []}
     for r in rows:
         if r["method"] == OURS or r["group"] != "baseline" or "vs_ours_auc" not in r:
             continue
@@ -46,9 +46,9 @@ def verdict(rows: list[dict[str, Any]]) -> str:
         parts.append(f"ties (inside the noise) with {', '.join(groups['tie'])}")
     if groups["ahead"]:
         parts.append(f"is ahead of {', '.join(groups['ahead'])}")
-    return (
-        "; ".join(parts) or "no baseline to compare with"
-    ) + " (paired 95 % interval of the test-AUC difference over seeds)."
+    if not parts:
+        return "not retrained: no test-AUC comparison (see the Q_B percentiles)."
+    return "; ".join(parts) + " (paired 95 % interval of the test-AUC difference over seeds)."
 
 
 def render_markdown(res: dict[str, Any]) -> str:
@@ -62,12 +62,13 @@ def render_markdown(res: dict[str, Any]) -> str:
         f" {res['seconds'] / 60:.1f} min.",
         "",
     ]
-    rk = res["ranking"]
+    rk = res["ranking"] or {"seed_tau": math.nan, "variants": []}
     lines += [
         "## Noise floor",
         "",
         f"- Kendall τ between two stand-alone seeds over the {len(res['panel'])}-"
-        f"architecture panel: {_tau(rk['seed_tau'])} (the ceiling of any ranking check).",
+        f"architecture panel: {_tau(rk['seed_tau'])} (the ceiling of any ranking check)"
+        + ("." if res["ranking"] else "; not measured (no retraining in this report)."),
         *[
             f"- budget {p['spec']}: paired-bootstrap SE of a Q_B difference between two "
             f"selections: {p['bootstrap_se']:.4f} AUC"

@@ -49,6 +49,8 @@ def run_report(
     quick: bool = False,
     ablations: bool = True,
     panel_size: int = 12,
+    methods: tuple[str, ...] = (),
+    retrain: bool = True,
     tracking: TrackingSpec | None = None,
     verbose: bool = False,
 ) -> dict[str, Any]:
@@ -77,7 +79,7 @@ def run_report(
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     tcfg, scfg = configio.to_dict(train_cfg), configio.to_dict(search_cfg)
-    chosen = M.chosen(ablations=ablations, quick=quick)
+    chosen = M.chosen(ablations=ablations, quick=quick, names=methods)
     variants = [v for v in M.VARIANTS if any(m.variant == v for m in chosen)]
     seed_list = list(range(seeds))
     t_start = time.perf_counter()
@@ -106,7 +108,7 @@ def run_report(
         return dict(zip([n for n, _, _ in calls], results, strict=True))
 
     # 1. supernets and the panel (each panel architecture on two seeds: the τ noise floor)
-    panel_archs = panel(space, panel_size, seed=0)
+    panel_archs = panel(space, panel_size, seed=0) if retrain else []
     trained = stage(
         "train",
         [
@@ -184,7 +186,8 @@ def run_report(
         for m in chosen:
             for s in seed_list:
                 sizes = tuple(found[_unit_name(m.name, b, s)]["sizes"])
-                unique.setdefault((sizes, s), f"retrain-{'-'.join(map(str, sizes))}-seed{s}")
+                if retrain:
+                    unique.setdefault((sizes, s), f"retrain-{'-'.join(map(str, sizes))}-seed{s}")
     retrained = stage(
         "retrain",
         [
@@ -202,7 +205,7 @@ def run_report(
         limits=limits,
         seeds=seed_list,
         found=lambda m, b, s: found[_unit_name(m, b, s)],
-        retrained=lambda sz, s: retrained[unique[(tuple(sz), s)]],
+        retrained=lambda sz, s: retrained.get(unique.get((tuple(sz), s), ""), {}),
         scored={b: scored[f"score-{b}"] for b in budgets},
         selected=selected,
         trained=trained,

@@ -50,7 +50,7 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     """
     d = [x - y for x, y in zip(a, b, strict=True)]
     n = len(d)
-    if n == 0:
+    if n == 0 or any(math.isnan(x) for x in d):
         return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
     mean = statistics.fmean(d)
     if n < 2:
@@ -60,7 +60,10 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
 
 
 def verdict_of(ci: dict[str, float]) -> str:
-    """``ahead``, ``behind`` or ``tie`` for a paired difference (ours − theirs)."""
+    """``ahead``, ``behind`` or ``tie`` for a paired difference (ours − theirs); ``n/a`` when
+    there is nothing to compare (not measured)."""
+    if math.isnan(ci["mean"]):
+        return "n/a"
     if math.isnan(ci["lo"]) or ci["lo"] <= 0 <= ci["hi"]:
         return "tie"
     return "ahead" if ci["mean"] > 0 else "behind"

@@ -59,7 +59,10 @@ def tables(
                 "sizes": [u["sizes"] for u in units],
             }
             for key in ("test_auc", "test_logloss", "embedding_params", "total_params"):
-                row[key] = [r[key] for r in runs]
+                row[key] = [r.get(key, math.nan) for r in runs]
+            if not any(runs):  # not retrained: the embedding params are the selection's cost
+                row["embedding_params"] = [float(u["cost"]) for u in units]
+            for key in ("test_auc", "test_logloss", "embedding_params", "total_params"):
                 row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(row[key])
             row["quality_b_ref"] = [q_ref[tuple(u["sizes"])] for u in units]
             row["percentile"] = [percentile(q, sc["population_q"]) for q in row["quality_b_ref"]]
@@ -103,7 +106,8 @@ def tables(
         "seeds": seeds,
         "budgets": per_budget,
         "hypervolume": _hypervolume(per_budget, space.uniform_cost(search_cfg.d_base)),
-        "ranking": _ranking(data, trained, panel_archs, variants, work, search_cfg),
+        "ranking": _ranking(data, trained, panel_archs, variants, work, search_cfg)
+        if panel_archs else None,
         "panel": [list(space.sizes(a)) for a in panel_archs],
         "planted": _planted(
             fm, {(p["spec"], r["method"]): r["sizes"] for p in per_budget for r in p["methods"]}
@@ -121,7 +125,10 @@ def _exhaustive(space: SearchSpace) -> bool:
 def _hypervolume(per_budget: list[dict[str, Any]], uniform_cost: int) -> dict[str, float]:
     """Per method: the area its (params, mean test AUC) points over the budgets dominate."""
     names = [r["method"] for r in per_budget[0]["methods"]]
-    floor = min(r["test_auc_mean"] for p in per_budget for r in p["methods"]) - 1e-3
+    aucs = [r["test_auc_mean"] for p in per_budget for r in p["methods"]]
+    if any(math.isnan(a) for a in aucs):  # not retrained: no front to measure
+        return {}
+    floor = min(aucs) - 1e-3
     out = {}
     for name in names:
         pts = [

@@ -122,3 +122,21 @@ def test_report_rejects_bad_arguments(ray_local, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_search_only_report_with_chosen_methods(ray_local, tmp_path):
+    """``--no-retrain --methods``: the searches compared on Q_B percentiles only."""
+    data, out = tmp_path / "data", tmp_path / "report"
+    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=6), data)
+    args = ["report", "--data", str(data), "--out", str(out), "--quick", "--seeds", "2",
+            "--no-tracking", "--no-retrain", "--methods", "random search",
+            "model.hidden=[16]", "batch_size=512"]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    rows = {r["method"]: r for r in res["budgets"][0]["methods"]}
+    assert set(rows) == {"AdaS&S (ours)", "random search"}
+    assert rows["random search"]["vs_ours_auc"]["verdict"] == "n/a"
+    assert rows["random search"]["vs_ours_percentile"]["n"] == 2
+    assert res["ranking"] is None and res["hypervolume"] == {}
+    assert not list((out / "work").glob("retrain-*"))
+    assert "not retrained" in (out / "report.md").read_text()
