@@ -82,6 +82,7 @@ def render_markdown(res: dict[str, Any]) -> str:
             if p["exhaustive"]
             else "seeded random feasible architectures"
         )
+        pop += "; \"random\": 2,000 random architectures over every size, repaired to B"
         lines += [
             f"## Budget {p['spec']} ({p['budget']:,} params)",
             "",
@@ -97,8 +98,9 @@ def render_markdown(res: dict[str, Any]) -> str:
             ]
         lines += [
             "| method | emb. params | cost/B | test AUC | Δ AUC ours − it [95 % CI] | "
-            "Q_B pct | Δ pct [95 % CI] | evals | stability agr. / τ |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "Q_B (ref.) | Δ Q_B ours − it [95 % CI] | Q_B pct small / random | evals | "
+            "stability agr. / τ |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in p["methods"]:
             st = r["stability"]
@@ -113,8 +115,10 @@ def render_markdown(res: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['method']} | {r['embedding_params_mean']:,.0f} | "
                 f"{r['cost_ratio_mean']:.2f} | {_pm(r['test_auc_mean'], r['test_auc_std'])} | "
-                f"{_ci(r.get('vs_ours_auc'))} | {r['percentile_mean']:.1f} | "
-                f"{_ci(r.get('vs_ours_percentile'), 1)} | {evals} | {stab} |"
+                f"{_ci(r.get('vs_ours_auc'))} | "
+                f"{_pm(r['quality_b_ref_mean'], r['quality_b_ref_std'])} | "
+                f"{_ci(r.get('vs_ours_qb'))} | {r['percentile_mean']:.1f} / "
+                f"{r['percentile_random_mean']:.1f} | {evals} | {stab} |"
             )
         lines += ["", "Verdict: " + verdict(p["methods"]), ""]
     lines += [

@@ -36,6 +36,7 @@ from adass_ray.train.config import TrainConfig
 logger = logging.getLogger(__name__)
 POPULATION = 7000  # the exhaustive ranking when 3^F is at most this, else this many random ones
 QUICK_POPULATION = 200
+RANDOM_POPULATION = 2000
 
 
 def run_report(
@@ -159,6 +160,11 @@ def run_report(
     # 3. Q_B on the reference supernet: the selections and the population, per budget
     limit = QUICK_POPULATION if quick else POPULATION
     pops = {b: population(space, limits[b], limit=limit) for b in budgets}
+    # the same number of random feasible architectures over every size (what random search
+    # draws from): the percentile that still separates methods when every selection beats all
+    # of the small-size architectures
+    randoms = {b: population(space, limits[b], limit=RANDOM_POPULATION, exhaustive=False)
+               for b in budgets}
     selected = {
         b: [found[_unit_name(m.name, b, s)]["sizes"] for m in chosen for s in seed_list]
         for b in budgets
@@ -176,6 +182,11 @@ def run_report(
                     "archs": [list(space.arch_of(sz)) for sz in selected[b]],
                 },
             )
+            for b in budgets
+        ]
+        + [
+            (f"score-random-{b}", "score", {"budget": limits[b], "population": randoms[b],
+                                            "search": scfg, "archs": []})
             for b in budgets
         ],
     )
@@ -206,7 +217,8 @@ def run_report(
         seeds=seed_list,
         found=lambda m, b, s: found[_unit_name(m, b, s)],
         retrained=lambda sz, s: retrained.get(unique.get((tuple(sz), s), ""), {}),
-        scored={b: scored[f"score-{b}"] for b in budgets},
+        scored={b: {**scored[f"score-{b}"],
+                    "random_q": scored[f"score-random-{b}"]["population_q"]} for b in budgets},
         selected=selected,
         trained=trained,
         panel_archs=panel_archs,

@@ -67,6 +67,11 @@ def tables(
             row["quality_b_ref"] = [q_ref[tuple(u["sizes"])] for u in units]
             row["percentile"] = [percentile(q, sc["population_q"]) for q in row["quality_b_ref"]]
             row["percentile_mean"], _ = _mean_std(row["percentile"])
+            row["percentile_random"] = [percentile(q, sc["random_q"])
+                                        for q in row["quality_b_ref"]]
+            row["percentile_random_mean"], _ = _mean_std(row["percentile_random"])
+            row["quality_b_ref_mean"], row["quality_b_ref_std"] = _mean_std(
+                row["quality_b_ref"])
             row["cost_ratio"] = [u["cost"] / limits[b] for u in units]
             row["cost_ratio_mean"], _ = _mean_std(row["cost_ratio"])
             evals = [u.get("evaluations", 0) for u in units]
@@ -84,6 +89,8 @@ def tables(
             r["vs_ours_auc"]["verdict"] = verdict_of(r["vs_ours_auc"])
             r["vs_ours_percentile"] = paired(ours["percentile"], r["percentile"])
             r["vs_ours_percentile"]["verdict"] = verdict_of(r["vs_ours_percentile"])
+            r["vs_ours_qb"] = paired(ours["quality_b_ref"], r["quality_b_ref"])
+            r["vs_ours_qb"]["verdict"] = verdict_of(r["vs_ours_qb"])
         distinct = len(sc["population_q"])
         per_budget.append(
             {

@@ -181,7 +181,8 @@ def _bootstrap_se(ev: CachedEvaluator, archs: list[tuple[int, ...]], reps: int =
     return ses[len(ses) // 2] if ses else math.nan
 
 
-def population(space: SearchSpace, budget: int, *, limit: int, seed: int = 0) -> list[list[int]]:
+def population(space: SearchSpace, budget: int, *, limit: int, seed: int = 0,
+               exhaustive: bool = True) -> list[list[int]]:
     """The feasible architectures a method's Q_B percentile is measured against: every
     architecture over the three smallest positive sizes when there are at most ``limit`` of
     them (the exhaustive ranking), else ``limit`` seeded random ones repaired to the budget."""
@@ -190,7 +191,7 @@ def population(space: SearchSpace, budget: int, *, limit: int, seed: int = 0) ->
     from adass_ray.search.space import repair
 
     small = [k for k, s in enumerate(space.candidate_sizes) if s > 0][:3]
-    if len(small) ** space.num_fields <= limit:
+    if exhaustive and len(small) ** space.num_fields <= limit:
         return [list(a) for a in product(small, repeat=space.num_fields) if space.cost(a) <= budget]
     rng = np.random.default_rng([seed, 23])
     seen: dict[tuple[int, ...], None] = {}
