@@ -59,6 +59,16 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
 
 
+def widen(ci: dict[str, float], half: float) -> dict[str, float]:
+    """``ci`` with ``half`` (an independent error, e.g. 1.96 × a bootstrap SE) added in
+    quadrature to its half-width; one pair's undefined interval becomes ``mean ± half``."""
+    if math.isnan(ci["mean"]) or math.isnan(half):
+        return dict(ci)
+    own = 0.0 if math.isnan(ci["lo"]) else (ci["hi"] - ci["lo"]) / 2
+    total = math.sqrt(own * own + half * half)
+    return {**ci, "lo": ci["mean"] - total, "hi": ci["mean"] + total}
+
+
 def verdict_of(ci: dict[str, float]) -> str:
     """``ahead``, ``behind`` or ``tie`` for a paired difference (ours − theirs); ``n/a`` when
     there is nothing to compare (not measured)."""

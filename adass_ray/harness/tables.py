@@ -10,7 +10,7 @@ from typing import Any
 
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.harness import methods as M
-from adass_ray.harness.stats import hypervolume, paired, percentile, verdict_of
+from adass_ray.harness.stats import hypervolume, paired, percentile, verdict_of, widen
 from adass_ray.metrics import kendall_tau, stability
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.space import Arch, SearchSpace
@@ -89,7 +89,10 @@ def tables(
             r["vs_ours_auc"]["verdict"] = verdict_of(r["vs_ours_auc"])
             r["vs_ours_percentile"] = paired(ours["percentile"], r["percentile"])
             r["vs_ours_percentile"]["verdict"] = verdict_of(r["vs_ours_percentile"])
-            r["vs_ours_qb"] = paired(ours["quality_b_ref"], r["quality_b_ref"])
+            # the rows are one sample: widen the seed interval by the row-sampling noise of a
+            # Q_B difference (paired bootstrap), or a fixed rule's interval would be zero-wide
+            r["vs_ours_qb"] = widen(paired(ours["quality_b_ref"], r["quality_b_ref"]),
+                                    1.96 * sc["bootstrap_se"])
             r["vs_ours_qb"]["verdict"] = verdict_of(r["vs_ours_qb"])
         distinct = len(sc["population_q"])
         per_budget.append(

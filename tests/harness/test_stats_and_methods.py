@@ -49,3 +49,14 @@ def test_registry_names_are_unique_and_ours_is_always_run() -> None:
     assert all(m.group != "ablation" for m in M.chosen(ablations=False, quick=False))
     with pytest.raises(ConfigError, match="unknown method"):
         M.chosen(ablations=False, quick=False, names=("magic",))
+
+
+def test_widen_adds_the_row_noise_in_quadrature() -> None:
+    from adass_ray.harness.stats import widen
+
+    fixed = widen(paired([0.78, 0.78, 0.78], [0.779, 0.779, 0.779]), 0.006)
+    assert fixed["lo"] == pytest.approx(0.001 - 0.006) and verdict_of(fixed) == "tie"
+    spread = paired([0.80, 0.79, 0.81], [0.78, 0.78, 0.79])
+    wide = widen(spread, 0.003)
+    half = (spread["hi"] - spread["lo"]) / 2
+    assert wide["hi"] - wide["mean"] == pytest.approx(math.hypot(half, 0.003))
