@@ -66,9 +66,9 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines += [
         "## Noise floor",
         "",
-        f"- Kendall τ between two stand-alone seeds over the {len(res['panel'])}-"
-        f"architecture panel: {_tau(rk['seed_tau'])} (the ceiling of any ranking check)"
-        + ("." if res["ranking"] else "; not measured (no retraining in this report)."),
+        (f"- Kendall τ between two stand-alone seeds over the {len(res['panel'])}-"
+         f"architecture panel: {_tau(rk['seed_tau'])} (the ceiling of any ranking check).")
+        if res["ranking"] else "- Ranking noise floor: not measured (no retraining here).",
         *[
             f"- budget {p['spec']}: paired-bootstrap SE of a Q_B difference between two "
             f"selections: {p['bootstrap_se']:.4f} AUC"
