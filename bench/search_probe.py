@@ -36,7 +36,7 @@ def main() -> None:
     ctx = load_context(args.data, args.supernet, val_rows=cfg.val_rows, seed=0)
     space = ctx.space
     budget = Budget.parse(args.budget).resolve(space, d_base=cfg.d_base)
-    agent = SearchAgent(space=space, budget=budget, evaluator=ctx.evaluator_a().evaluate,
+    agent = SearchAgent(space=space, budget=budget, evaluator=ctx.evaluator_a.evaluate,
                         config=cfg, index=0)
     history: list[dict] = []
     t0 = time.perf_counter()

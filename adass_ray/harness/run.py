@@ -225,6 +225,7 @@ def run_report(
         variants=variants,
         work=work,
         search_cfg=search_cfg,
+        population_limit=limit,
     )
     results.update(
         {

@@ -11,6 +11,7 @@ from typing import Any
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.harness import methods as M
 from adass_ray.harness.stats import hypervolume, paired, percentile, verdict_of, widen
+from adass_ray.harness.units import is_exhaustive
 from adass_ray.metrics import kendall_tau, stability
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.space import Arch, SearchSpace
@@ -41,6 +42,7 @@ def tables(
     variants: list[str],
     work: Path,
     search_cfg: SearchConfig,
+    population_limit: int,
 ) -> dict[str, Any]:
     """Every table of the report as plain data."""
     smallest = min(s for s in space.candidate_sizes if s > 0)
@@ -102,7 +104,7 @@ def tables(
                 "methods": rows,
                 "population": distinct,
                 "bootstrap_se": sc["bootstrap_se"],
-                "exhaustive": _exhaustive(space),
+                "exhaustive": is_exhaustive(space, population_limit),
                 "single_architecture": distinct <= 1,
             }
         )
@@ -123,13 +125,6 @@ def tables(
             fm, {(p["spec"], r["method"]): r["sizes"] for p in per_budget for r in p["methods"]}
         ),
     }
-
-
-def _exhaustive(space: SearchSpace) -> bool:
-    from adass_ray.harness.run import POPULATION
-
-    small = [s for s in space.candidate_sizes if s > 0][:3]
-    return bool(len(small) ** space.num_fields <= POPULATION)
 
 
 def _hypervolume(per_budget: list[dict[str, Any]], uniform_cost: int) -> dict[str, float]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ def supernet_dir(work: str | Path, variant: str) -> Path:
 
 def evaluators(ctx: SearchContext) -> tuple[CachedEvaluator, CachedEvaluator]:
     """The search half's (Q_A) and the selection half's (Q_B) evaluators of a supernet."""
-    return ctx.evaluator_a(), ctx.evaluator_b()
+    return ctx.evaluator_a, ctx.evaluator_b
 
 
 def unit_supernet(*, data: str, work: str, variant: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +180,12 @@ def _bootstrap_se(ev: CachedEvaluator, archs: list[tuple[int, ...]], reps: int =
     return ses[len(ses) // 2] if ses else math.nan
 
 
+def is_exhaustive(space: SearchSpace, limit: int) -> bool:
+    """Whether every architecture over the three smallest positive sizes fits in ``limit``."""
+    small = [s for s in space.candidate_sizes if s > 0][:3]
+    return bool(len(small) ** space.num_fields <= limit)
+
+
 def population(space: SearchSpace, budget: int, *, limit: int, seed: int = 0,
                exhaustive: bool = True) -> list[list[int]]:
     """The feasible architectures a method's Q_B percentile is measured against: every
@@ -191,7 +196,7 @@ def population(space: SearchSpace, budget: int, *, limit: int, seed: int = 0,
     from adass_ray.search.space import repair
 
     small = [k for k, s in enumerate(space.candidate_sizes) if s > 0][:3]
-    if exhaustive and len(small) ** space.num_fields <= limit:
+    if exhaustive and is_exhaustive(space, limit):
         return [list(a) for a in product(small, repeat=space.num_fields) if space.cost(a) <= budget]
     rng = np.random.default_rng([seed, 23])
     seen: dict[tuple[int, ...], None] = {}
@@ -216,7 +221,6 @@ def run_unit(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     path = Path(kwargs["work"]) / f"{kwargs.pop('_name')}.json"
     if path.is_file():
         return dict(json.loads(path.read_text()))
-    random.seed(0)
     result = UNITS[kind](**kwargs)
     write_json(path, result)
     return dict(result)

@@ -7,6 +7,7 @@ supernet for stage 2, so they all score architectures on the same rows the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,15 @@ class SearchContext:
     batch_a: Batch
     batch_b: Batch
 
+    @cached_property
     def evaluator_a(self) -> CachedEvaluator:
-        """A cached evaluator on the search half (Q_A)."""
+        """The cached evaluator on the search half (Q_A), built once per context."""
         return CachedEvaluator(self.net, self.batch_a)
 
+    @cached_property
     def evaluator_b(self) -> CachedEvaluator:
-        """A cached evaluator on the selection half (Q_B)."""
+        """The cached evaluator on the selection half (Q_B), built once per context (selection,
+        the uniform points and a sweep's front share its memo)."""
         return CachedEvaluator(self.net, self.batch_b)
 
 
@@ -78,7 +82,7 @@ def load_context(
 def uniform_points(ctx: SearchContext) -> list[dict[str, Any]]:
     """Q_B and cost of every uniform architecture (each field at one candidate size)."""
     space = ctx.space
-    evaluator = ctx.evaluator_b()
+    evaluator = ctx.evaluator_b
     archs = [
         (k,) * space.num_fields for k in range(space.num_candidates) if space.candidate_sizes[k] > 0
     ]

@@ -201,7 +201,7 @@ def _pooled_front(ctx: SearchContext, records: list[dict[str, Any]], lams: tuple
     from adass_ray.distributed.sweep import trial_key
     from adass_ray.search.selection import rerank_front
 
-    space, score_b = ctx.space, ctx.evaluator_b().evaluate
+    space, score_b = ctx.space, ctx.evaluator_b.evaluate
     out = []
     for budget in sorted({r["budget"] for r in records}, key=str):
         group = [r for r in records if r["budget"] == budget]

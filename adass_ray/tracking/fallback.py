@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger("adass_ray.tracking.runs")  # one logger for the tracker's warnings
+logger = logging.getLogger(__name__)
 
 
 class WarnOnce:

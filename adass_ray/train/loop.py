@@ -211,7 +211,7 @@ def _fmt(metrics: dict[str, float]) -> str:
 
 def _visit_share(task: Task) -> dict[str, float]:
     """The least-trained (field, candidate)'s share of its field's rows so far (supernets)."""
-    visits = getattr(task, "visits", lambda: None)()
+    visits = task.visits()
     if visits is None or visits.numel() == 0:
         return {}
     per_field = visits.sum(dim=1, keepdim=True).clamp(min=1)

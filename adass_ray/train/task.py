@@ -51,6 +51,10 @@ class Task:
     def set_total_steps(self, steps: int) -> None:
         """Told once, before training, how many steps the whole run takes."""
 
+    def visits(self) -> torch.Tensor | None:
+        """Rows each (field, candidate) was trained on, ``[F, K]``; None when not counted."""
+        return None
+
     def eval_heads(self) -> dict[str, Any]:  # pragma: no cover - interface
         """Named architectures to validate (``None`` for a fixed model)."""
         raise NotImplementedError

@@ -188,7 +188,7 @@ def test_rejected_value_is_raised_not_swallowed(store):
 
 def _tracking_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records
-            if r.name == "adass_ray.tracking.runs" and r.levelno >= logging.WARNING]
+            if r.name.startswith("adass_ray.tracking") and r.levelno >= logging.WARNING]
 
 
 def test_unreachable_server_warns_once_and_keeps_artifacts(tmp_path, caplog):
