@@ -283,3 +283,55 @@ def stability(size_vectors: Sequence[Sequence[int]], *, min_size: int | None = N
         mean_abs_log2_diff=log_diff,
         kendall_tau=float(defined.mean()) if defined.size else math.nan,
     )
+
+
+def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC of one score vector under many row weightings at once (ties count 1/2).
+
+    With integer weights this is the AUC of the sample that repeats row ``i`` ``weights[r, i]``
+    times, so multinomial weights give bootstrap replicates without copying rows.
+
+    Args:
+        labels: ``[N]`` 0/1 labels. scores: ``[N]`` scores. weights: ``[R, N]`` non-negative.
+
+    Returns:
+        ``[R]`` AUCs (NaN for a weighting that leaves one class empty).
+    """
+    order = np.argsort(np.asarray(scores, dtype=np.float64), kind="mergesort")
+    s = np.asarray(scores, dtype=np.float64)[order]
+    pos = np.asarray(labels)[order].astype(bool)
+    w = np.asarray(weights, dtype=np.float64)[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first position of each tied group
+    g_pos = np.add.reduceat(w * pos, starts, axis=1)  # [R, G]
+    g_neg = np.add.reduceat(w * ~pos, starts, axis=1)
+    below = np.cumsum(g_neg, axis=1) - g_neg  # negative weight strictly below each group
+    num = (g_pos * (below + 0.5 * g_neg)).sum(axis=1)
+    den = g_pos.sum(axis=1) * g_neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def paired_bootstrap_se(labels: np.ndarray, scores: np.ndarray, ref: int, *, reps: int = 200,
+                        seed: int = 0) -> np.ndarray:
+    """Bootstrap standard error of ``AUC(scores[ref]) − AUC(scores[m])`` for every ``m``.
+
+    Every model is scored on the same resampled rows (a paired bootstrap), so the shared row
+    noise cancels and what remains is the noise of the difference itself.
+
+    Args:
+        labels: ``[N]`` 0/1 labels. scores: ``[M, N]`` scores of ``M`` models on the same rows.
+        ref: the row of ``scores`` the differences are taken against. reps: replicates.
+        seed: the resampling seed (fixed, so a selection is reproducible).
+
+    Returns:
+        ``[M]`` standard errors (0 for ``ref`` itself; NaN if too few usable replicates).
+    """
+    n = int(np.asarray(labels).shape[0])
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=reps)
+    aucs = np.stack([weighted_auc(labels, row, weights) for row in np.asarray(scores)])  # [M, R]
+    diff = aucs[ref][None, :] - aucs
+    ok = ~np.isnan(diff).any(axis=0)
+    if ok.sum() < 2:
+        return np.full(len(aucs), np.nan)
+    return np.asarray(diff[:, ok].std(axis=1, ddof=1))

@@ -160,3 +160,37 @@ def test_stability_dropped_fields_count_as_half_the_smallest_size():
 def test_stability_errors(runs, match):
     with pytest.raises(DataError, match=match):
         stability(runs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(6, 60))
+def test_weighted_auc_equals_auc_of_the_repeated_rows(seed, n):
+    from adass_ray.metrics import weighted_auc
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    s = rng.integers(0, 5, n).astype(float)  # many ties
+    w = rng.integers(0, 3, (4, n))
+    w[:, :2] = 1
+    got = weighted_auc(y, s, np.vstack([np.ones(n), w]))
+    assert got[0] == pytest.approx(auc(y, s))
+    for r in range(4):
+        idx = np.repeat(np.arange(n), w[r])
+        assert got[r + 1] == pytest.approx(auc(y[idx], s[idx]))
+
+
+def test_paired_bootstrap_se_is_zero_for_the_same_model_and_grows_with_disagreement():
+    from adass_ray.metrics import paired_bootstrap_se
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    base = y + rng.normal(0, 1.0, 2000)
+    close = base + rng.normal(0, 0.05, 2000)
+    far = y + rng.normal(0, 1.0, 2000)  # as good, but its errors are independent of base's
+    se = paired_bootstrap_se(y, np.stack([base, base * 2, close, far]), 0, reps=100)
+    assert se[0] == 0 and se[1] == pytest.approx(0, abs=1e-12)  # same ranking: no noise
+    assert 0 < se[2] < se[3]
+    # The paired SE of two independent-error models is near sqrt(2) x the SE of one AUC.
+    one = np.std([auc(y[i], base[i]) for i in rng.integers(0, 2000, (100, 2000))])
+    assert 0.9 < se[3] / (np.sqrt(2) * one) < 1.6

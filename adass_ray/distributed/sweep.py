@@ -96,8 +96,9 @@ def sweep_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
 
     with tracker:
         drive([LocalRunner(body)], state, iterations=cfg.iterations, on_iteration=on_iteration)
-        score_b = CachedEvaluator(net, shared["batch_b"]).evaluate
-        chosen = choose(space, state, budget, score_b=score_b, top_k=cfg.top_k, lam=lam)
+        score_b = CachedEvaluator(net, shared["batch_b"])
+        chosen = choose(space, state, budget, score_b=score_b, top_k=cfg.top_k, lam=lam,
+                        tie_se=cfg.tie_se)
         quality = float(chosen.quality_b if chosen.quality_b is not None else math.nan)
         sizes = dict(zip(fm.field_names, chosen.sizes, strict=True))
         final: dict[str, Any] = {

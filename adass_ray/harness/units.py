@@ -7,6 +7,7 @@ Units take plain data (config mappings, paths, size lists) so they travel to Ray
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,8 @@ from adass_ray.search.evaluator import CachedEvaluator
 from adass_ray.search.selection import rerank
 from adass_ray.search.space import SearchSpace
 from adass_ray.train.config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 SPLIT_SEED = 0  # the validation rows and their A/B halves are the same for every method and seed
 
@@ -87,7 +90,7 @@ def unit_method(
         )
         job.space = space = ctx.space
         job.evaluator, ev_b = evaluators(ctx)
-        score_b = ev_b.evaluate
+        score_b = ev_b
     found, seconds = timed(m.sizes, job)
     out: dict[str, Any] = {
         "method": method,
@@ -101,7 +104,8 @@ def unit_method(
         out.update(sizes=list(sizes), evaluations=0, cost=space.cost(space.arch_of(sizes)))
         return out
     assert score_b is not None and job.evaluator is not None
-    chosen = rerank(space, budget, found.history, score_b, top_k=scfg.top_k, extra=found.extra)
+    chosen = rerank(space, budget, found.history, score_b, top_k=scfg.top_k, extra=found.extra,
+                    tie_se=scfg.tie_se)
     out.update(
         sizes=list(chosen.sizes),
         arch=list(chosen.arch),
@@ -110,6 +114,7 @@ def unit_method(
         quality_b=chosen.quality_b,
         evaluations=len({a for a, _ in found.history}),
         repaired=chosen.repaired,
+        ties=chosen.ties,
     )
     return out
 
@@ -216,11 +221,29 @@ UNITS: dict[str, Any] = {
 
 
 def run_unit(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Run one unit unless its result file exists; write the result atomically."""
+    """Run one unit unless its result file exists and was made from the same inputs; write the
+    result atomically, with a digest of the inputs (a changed config, budget or architecture
+    list re-runs the unit instead of reusing a result that no longer matches)."""
     kwargs = dict(kwargs)
     path = Path(kwargs["work"]) / f"{kwargs.pop('_name')}.json"
+    digest = _inputs_digest(kind, kwargs)
     if path.is_file():
-        return dict(json.loads(path.read_text()))
+        stored = dict(json.loads(path.read_text()))
+        made_from = stored.pop(INPUTS_KEY, digest)  # files of older reports carry no digest
+        if made_from == digest:
+            return stored
+        logger.info("%s: its inputs changed since it was run; running it again", path.name)
     result = UNITS[kind](**kwargs)
-    write_json(path, result)
+    write_json(path, {**result, INPUTS_KEY: digest})
     return dict(result)
+
+
+INPUTS_KEY = "_inputs_sha256"
+
+
+def _inputs_digest(kind: str, kwargs: dict[str, Any]) -> str:
+    """A digest of what a unit computes from (its kind and arguments, not the work folder)."""
+    import hashlib
+
+    what = {"kind": kind, **{k: v for k, v in kwargs.items() if k != "work"}}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()

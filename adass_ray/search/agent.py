@@ -62,6 +62,9 @@ class SearchConfig:
         warmup_iters: iterations of repaired uniform-random proposals before the policy's.
         lr_ramp_iters: updates over which the learning rate rises linearly to ``lr``.
         top_k: architectures by Q_A that selection re-scores on Q_B.
+        tie_se: selection's noise band in the budget mode: candidates whose Q_B is within this
+            many paired-bootstrap standard errors of the best tie, and the one that uses the
+            most budget wins (0: the best point estimate wins).
         budget_weight: λ_b of the budget term h(E[C]/B) (start value for ``h="dual"``).
         h: ``abs`` (|x − 1|) or ``dual`` (x − 1 with dual ascent on λ_b, step ``dual_lr``).
         dual_lr: step of the dual ascent on λ_b (``h="dual"`` only).
@@ -87,6 +90,7 @@ class SearchConfig:
     warmup_iters: int = 5
     lr_ramp_iters: int = 10
     top_k: int = 16
+    tie_se: float = 1.0
     budget_weight: float = 1.0
     h: str = "abs"
     dual_lr: float = 0.1
@@ -103,8 +107,8 @@ class SearchConfig:
             (self.val_rows >= 10, f"val_rows must be >= 10, got {self.val_rows}"),
             (self.mode in MODES, f"mode {self.mode!r}: expected one of {list(MODES)}"),
             (self.h in H_KINDS, f"h {self.h!r}: expected one of {list(H_KINDS)}"),
-            (self.warmup_iters >= 0 and self.lr_ramp_iters >= 0 and self.top_k >= 0,
-             "warmup_iters, lr_ramp_iters and top_k must be >= 0"),
+            (self.warmup_iters >= 0 and self.lr_ramp_iters >= 0 and self.top_k >= 0
+             and self.tie_se >= 0, "warmup_iters, lr_ramp_iters, top_k and tie_se must be >= 0"),
             (self.budget_weight >= 0 and self.dual_lr >= 0 and self.adv_eps > 0
              and math.isfinite(self.budget_weight + self.dual_lr + self.adv_eps),
              "budget_weight and dual_lr must be >= 0 and adv_eps > 0"),

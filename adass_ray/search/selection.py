@@ -7,7 +7,11 @@ maximum of thousands of noisy Q_A is a winner's curse, so the result is chosen i
    Q_A − λ·C/B in the trade-off mode), plus ``extra`` ones (a controller's constrained argmax,
    :func:`constrained_argmax`), each repaired to the budget;
 2. the result: the candidate with the best Q_B − λ·C/B on the selection half; ties go to the
-   lower cost, then to the lexicographically smaller architecture.
+   lower cost, then to the lexicographically smaller architecture;
+3. in the budget mode (λ = 0), when the scorer can give per-row logits, the candidates whose
+   Q_B is within ``tie_se`` paired-bootstrap standard errors of the best are ties, and the one
+   that uses the most of the budget wins (then the higher Q_B): a Q_B lead far inside the
+   noise of the selection rows is no reason to leave capacity unused.
 
 Any method can call :func:`rerank` with its own history (random search and evolution have no
 policy, hence no ``extra``), so the comparison between methods stays fair. The budget is a hard
@@ -16,17 +20,35 @@ guarantee: every candidate, hence the result, costs at most B.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from adass_ray.errors import ConfigError
+from adass_ray.metrics import paired_bootstrap_se
 from adass_ray.search.knapsack import solve_mckp
 from adass_ray.search.space import Arch, History, SearchSpace, Selection, repair, select
 
 ScoreFn = Callable[[Sequence[Arch]], Sequence[float]]
+
+
+@runtime_checkable
+class PairedScorer(Protocol):
+    """A scorer that also gives per-row logits on its rows (e.g. a ``CachedEvaluator``), so
+    selection can tell a real Q_B lead from row noise."""
+
+    labels: np.ndarray
+
+    def __call__(self, archs: Sequence[Arch]) -> Sequence[float]: ...
+
+    def logits(self, archs: Sequence[Arch]) -> torch.Tensor: ...
+
+
+logger = logging.getLogger(__name__)
 # Log-probabilities below this are treated as this (a probability that underflowed to 0).
 LOG_FLOOR = -1e6
 
@@ -90,8 +112,10 @@ def top_k(space: SearchSpace, history: History, budget: int, k: int, *,
     return [a for _, _, a in keyed[:max(0, k)]]
 
 
-def rerank(space: SearchSpace, budget: int, history_a: History, score_b: ScoreFn, *,
-           top_k: int = 8, extra: Iterable[Sequence[int]] = (), lam: float = 0.0) -> Selection:
+def rerank(space: SearchSpace, budget: int, history_a: History,
+           score_b: ScoreFn | PairedScorer, *, top_k: int = 8,
+           extra: Iterable[Sequence[int]] = (), lam: float = 0.0,
+           tie_se: float = 0.0) -> Selection:
     """Choose among the top-k by Q_A (plus ``extra``) by Q_B − λ·C/B on held-out rows.
 
     When the history has no feasible scored architecture and ``extra`` is empty, the best
@@ -106,6 +130,8 @@ def rerank(space: SearchSpace, budget: int, history_a: History, score_b: ScoreFn
         top_k: how many history architectures to re-score (>= 0).
         extra: more candidates (e.g. :func:`constrained_argmax`), repaired to the budget.
         lam: λ >= 0 of the trade-off mode (Q units per unit of C/B); 0 in the budget mode.
+        tie_se: the noise band in paired-bootstrap standard errors of Q_B differences (needs a
+            :class:`PairedScorer`; 0 or a plain score function: the point estimate decides).
 
     Returns:
         A :class:`Selection` (``quality`` = Q_A where known, ``quality_b`` = Q_B), cost ≤ B.
@@ -114,8 +140,9 @@ def rerank(space: SearchSpace, budget: int, history_a: History, score_b: ScoreFn
         ConfigError: no candidate at all (empty history and no extra), a negative ``top_k`` or
             λ, or ``budget < space.min_cost()`` where a repair is needed.
     """
-    if top_k < 0 or not (math.isfinite(lam) and lam >= 0):
-        raise ConfigError(f"rerank: top_k={top_k}, lam={lam}; need top_k >= 0 and lam >= 0")
+    if top_k < 0 or not (math.isfinite(lam) and lam >= 0) or not tie_se >= 0:
+        raise ConfigError(f"rerank: top_k={top_k}, lam={lam}, tie_se={tie_se}; "
+                          "need each >= 0")
     history = [(space.validate(a), q) for a, q in history_a]
     q_a = _best_q(history)
     top = top_k_fn(space, history, budget, top_k, lam=lam)
@@ -126,12 +153,13 @@ def rerank(space: SearchSpace, budget: int, history_a: History, score_b: ScoreFn
             raise ConfigError("rerank: no candidates; run at least one search iteration")
         fallback = select(space, history, budget)
         cands, repaired_from = [fallback.arch], fallback.repaired_from
-    return _choose(space, budget, cands, _score_b(score_b, cands), lam, q_a, repaired_from)
+    return _choose(space, budget, cands, _score_b(score_b, cands), lam, q_a, repaired_from,
+                   _band(score_b, tie_se))
 
 
-def rerank_front(space: SearchSpace, budget: int, history_a: History, score_b: ScoreFn,
-                 lams: Sequence[float], *, top_k: int = 8,
-                 extra: Iterable[Sequence[int]] = ()) -> list[Selection]:
+def rerank_front(space: SearchSpace, budget: int, history_a: History,
+                 score_b: ScoreFn | PairedScorer, lams: Sequence[float], *, top_k: int = 8,
+                 extra: Iterable[Sequence[int]] = (), tie_se: float = 0.0) -> list[Selection]:
     """One selection per λ from one shared, once-scored candidate pool: a monotone front.
 
     The pool is the union over ``lams`` of the top ``top_k`` by Q_A − λ·C/B, plus ``extra``
@@ -139,10 +167,12 @@ def rerank_front(space: SearchSpace, budget: int, history_a: History, score_b: S
     Q_B − λ·C/B (ties: lower cost, then lexicographic). With the scores fixed, the chosen cost
     can only fall as λ grows (if x1 wins at λ1 < λ2 and x2 at λ2, adding the two optimality
     inequalities gives (λ2 − λ1)·(C1 − C2) >= 0), so a sweep's front is monotone by
-    construction. Pass the pooled history (and candidates) of every trial of the sweep.
+    construction. Pass the pooled history (and candidates) of every trial of the sweep. The
+    noise band (``tie_se``) applies at λ = 0 only, where it can only raise the chosen cost, so
+    the front stays monotone.
 
     Args:
-        space, budget, history_a, score_b, top_k, extra: as :func:`rerank`.
+        space, budget, history_a, score_b, top_k, extra, tie_se: as :func:`rerank`.
         lams: the λ grid (each >= 0), any order.
 
     Returns:
@@ -164,7 +194,8 @@ def rerank_front(space: SearchSpace, budget: int, history_a: History, score_b: S
         pool, repaired_from = [fallback.arch], fallback.repaired_from
     scores = _score_b(score_b, pool)
     q_a = _best_q(history)
-    return [_choose(space, budget, pool, scores, lam, q_a, repaired_from) for lam in lams]
+    band = _band(score_b, tie_se)
+    return [_choose(space, budget, pool, scores, lam, q_a, repaired_from, band) for lam in lams]
 
 
 top_k_fn = top_k  # rerank's keyword argument shadows the function's name
@@ -186,15 +217,47 @@ def _score_b(score_b: ScoreFn, cands: list[Arch]) -> list[float]:
     return scores
 
 
+BandFn = Callable[[list[Arch], list[float], int], list[bool]]
+
+
+def _band(score_b: ScoreFn | PairedScorer, tie_se: float) -> BandFn | None:
+    """Which candidates tie with the best one (index ``best``) inside the row noise."""
+    if tie_se <= 0 or not isinstance(score_b, PairedScorer):
+        return None
+    scorer = score_b
+
+    def band(cands: list[Arch], scores: list[float], best: int) -> list[bool]:
+        logits = scorer.logits(cands).detach().double().cpu().numpy()
+        se = paired_bootstrap_se(np.asarray(scorer.labels), logits, best)
+        return [bool(scores[best] - q <= tie_se * s) if math.isfinite(q) else False
+                for q, s in zip(scores, se, strict=True)]
+
+    return band
+
+
 def _choose(space: SearchSpace, budget: int, cands: list[Arch], scores: list[float],
-            lam: float, q_a: dict[Arch, float], repaired_from: Arch | None) -> Selection:
-    """The best candidate by Q_B − λ·C/B (NaN last), then lower cost, then lexicographic."""
+            lam: float, q_a: dict[Arch, float], repaired_from: Arch | None,
+            band: BandFn | None = None) -> Selection:
+    """The best candidate by Q_B − λ·C/B (NaN last), then lower cost, then lexicographic; at
+    λ = 0 with a ``band``, the costliest candidate tied with that one (then the higher Q_B)."""
     keyed = sorted((_worst_if_nan(-_score(space, a, q, budget, lam)), space.cost(a), a, q)
                    for a, q in zip(cands, scores, strict=True))
     _, cost, arch, qb = keyed[0]
+    ties = 1
+    if band is not None and lam == 0 and len(cands) > 1 and math.isfinite(qb):
+        tied = band(cands, scores, cands.index(arch))
+        ties = sum(tied)
+        pick = min((-space.cost(a), -q, a) for a, q, t in zip(cands, scores, tied, strict=True)
+                   if t)
+        if pick[2] != arch:
+            logger.info("selection: %d of %d candidates tie with the best Q_B %.4f inside the "
+                        "row noise; taking the one that uses the most budget (%s params, Q_B "
+                        "%.4f) over %s params", ties, len(cands), qb, f"{-pick[0]:,}", -pick[1],
+                        f"{cost:,}")
+        cost, arch, qb = -pick[0], pick[2], -pick[1]
     return Selection(arch, space.sizes(arch), cost, None if repaired_from else q_a.get(arch),
                      budget, repaired_from is not None, repaired_from, quality_b=qb, lam=lam,
-                     candidates=tuple(cands))
+                     candidates=tuple(cands), ties=ties)
 
 
 def _score(space: SearchSpace, arch: Arch, q: float, budget: int, lam: float) -> float:

@@ -260,6 +260,7 @@ class Selection:
             :func:`~adass_ray.search.selection.rerank`, else None.
         lam: the λ of the trade-off the choice was made under (0: the budget mode).
         candidates: the architectures re-ranked on the selection half (empty for ``select``).
+        ties: how many candidates tied with the best Q_B inside the row noise (1: none else).
     """
 
     arch: Arch
@@ -272,6 +273,7 @@ class Selection:
     quality_b: float | None = None
     lam: float = 0.0
     candidates: tuple[Arch, ...] = ()
+    ties: int = 1
 
 
 def select(space: SearchSpace, history: History, budget: int) -> Selection:

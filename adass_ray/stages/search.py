@@ -89,8 +89,8 @@ def search(
             ctx=ctx, out=out, budget=limit, config=cfg, resume=resume, on_iteration=progress
         )
         lam = cfg.lam if cfg.mode == "tradeoff" else 0.0
-        chosen = choose(ctx.space, state, limit, score_b=ctx.evaluator_b.evaluate,
-                        top_k=cfg.top_k, lam=lam)
+        chosen = choose(ctx.space, state, limit, score_b=ctx.evaluator_b,
+                        top_k=cfg.top_k, lam=lam, tie_se=cfg.tie_se)
         provenance = {
             "data": str(data),
             "supernet": str(supernet),

@@ -79,7 +79,7 @@ def sweep(
             cpus_per_trial=cpus_per_trial,
             verbose=verbose,
         )
-        selections = _pooled_front(ctx, records, lams, cfg.top_k)
+        selections = _pooled_front(ctx, records, lams, cfg.top_k, cfg.tie_se)
         scored = [r for r in selections if not math.isnan(r["quality"])]
         points = [
             ParetoPoint(
@@ -194,14 +194,14 @@ def _parent_run(
 
 
 def _pooled_front(ctx: SearchContext, records: list[dict[str, Any]], lams: tuple[float, ...],
-                  top_k: int) -> list[dict[str, Any]]:
+                  top_k: int, tie_se: float = 0.0) -> list[dict[str, Any]]:
     """One selection per (λ, budget) from the pooled shortlists of every trial of that budget,
     scored once on the selection half: the chosen cost cannot rise with λ (see
     :func:`~adass_ray.search.selection.rerank_front`)."""
     from adass_ray.distributed.sweep import trial_key
     from adass_ray.search.selection import rerank_front
 
-    space, score_b = ctx.space, ctx.evaluator_b.evaluate
+    space, score_b = ctx.space, ctx.evaluator_b
     out = []
     for budget in sorted({r["budget"] for r in records}, key=str):
         group = [r for r in records if r["budget"] == budget]
@@ -212,7 +212,8 @@ def _pooled_front(ctx: SearchContext, records: list[dict[str, Any]], lams: tuple
             history = [(space.arch_of(tuple(r["sizes"][n] for n in ctx.fm.field_names)),
                         r["quality"]) for r in group]
         grid = sorted({float(r["lam"]) for r in group})
-        chosen = rerank_front(space, limit, history, score_b, grid, top_k=top_k, extra=extra)
+        chosen = rerank_front(space, limit, history, score_b, grid, top_k=top_k, extra=extra,
+                              tie_se=tie_se)
         for lam, sel in zip(grid, chosen, strict=True):
             q_b = float(sel.quality_b) if sel.quality_b is not None else math.nan
             out.append({"key": trial_key(lam, budget), "lam": lam, "budget": budget,

@@ -141,3 +141,50 @@ def test_property_front_cost_never_rises_with_lambda(case: tuple, seed: int) -> 
 def test_front_rejects_an_empty_grid() -> None:
     with pytest.raises(ConfigError, match="lams"):
         rerank_front(SPACE, 10_000, [((0, 0, 0), 0.5)], lambda a: [0.5] * len(a), [])
+
+
+class _Scorer:
+    """A PairedScorer over fixed per-row logits (one vector per architecture)."""
+
+    def __init__(self, labels: torch.Tensor, logits: dict[tuple[int, ...], torch.Tensor]) -> None:
+        self.labels = labels.numpy()
+        self._logits = logits
+
+    def __call__(self, archs):
+        from adass_ray.metrics import auc
+
+        return [auc(self.labels, self._logits[tuple(a)].numpy()) for a in archs]
+
+    def logits(self, archs):
+        return torch.stack([self._logits[tuple(a)] for a in archs])
+
+
+def _scorer(noise_small: float, shift_small: float) -> _Scorer:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (4000,), generator=g)
+    signal = y.double() + torch.randn(4000, generator=g, dtype=torch.float64)
+    return _Scorer(y, {
+        (3, 3, 3): signal + 0.3 * torch.randn(4000, generator=g, dtype=torch.float64),
+        (2, 2, 2): signal + shift_small * y + noise_small * torch.randn(
+            4000, generator=g, dtype=torch.float64),
+    })
+
+
+def test_rerank_noise_band_prefers_the_budget_only_inside_the_noise() -> None:
+    budget = SPACE.uniform_cost(8)
+    hist = [((3, 3, 3), 0.80), ((2, 2, 2), 0.80)]
+    # The cheaper architecture leads on Q_B by a hair: inside the noise, the one that uses the
+    # budget is taken; with the band off, the point estimate decides.
+    tied = _scorer(noise_small=0.2, shift_small=0.0)
+    q = tied(((3, 3, 3), (2, 2, 2)))
+    assert q[1] > q[0] and q[1] - q[0] < 0.01
+    picked = rerank(SPACE, budget, hist, tied, top_k=2, tie_se=1.0)
+    assert picked.arch == (3, 3, 3) and picked.ties == 2
+    assert rerank(SPACE, budget, hist, tied, top_k=2, tie_se=0.0).arch == (2, 2, 2)
+    assert rerank(SPACE, budget, hist, tied.__call__, top_k=2, tie_se=1.0).arch == (2, 2, 2)
+    # A lead far outside the noise stands.
+    clear = _scorer(noise_small=0.0, shift_small=1.0)
+    picked = rerank(SPACE, budget, hist, clear, top_k=2, tie_se=1.0)
+    assert picked.arch == (2, 2, 2) and picked.ties == 1
+    # The trade-off mode (λ > 0) prices cost itself: no band.
+    assert rerank(SPACE, budget, hist, tied, top_k=2, tie_se=1.0, lam=0.01).arch == (2, 2, 2)
