@@ -5,7 +5,9 @@ maximum of thousands of noisy Q_A is a winner's curse, so the result is chosen i
 
 1. candidates: the top ``top_k`` distinct feasible architectures of the history by Q_A (by
    Q_A − λ·C/B in the trade-off mode), plus ``extra`` ones (a controller's constrained argmax,
-   :func:`constrained_argmax`), each repaired to the budget;
+   :func:`constrained_argmax`), each repaired to the budget, plus the uniform architecture of
+   the largest size that fits (the hand-picked answer a search must beat, so a selection is
+   never worse than it on Q_B beyond the noise);
 2. the result: the candidate with the best Q_B − λ·C/B on the selection half; ties go to the
    lower cost, then to the lexicographically smaller architecture;
 3. in the budget mode (λ = 0), when the scorer can give per-row logits, the candidates whose
@@ -146,7 +148,7 @@ def rerank(space: SearchSpace, budget: int, history_a: History,
     history = [(space.validate(a), q) for a, q in history_a]
     q_a = _best_q(history)
     top = top_k_fn(space, history, budget, top_k, lam=lam)
-    cands = _dedupe([*top, *(repair(space, a, budget) for a in extra)])
+    cands = _with_uniform(space, budget, [*top, *(repair(space, a, budget) for a in extra)])
     repaired_from: Arch | None = None
     if not cands:  # nothing feasible and scored: fall back on select()'s choice
         if not history:
@@ -184,8 +186,8 @@ def rerank_front(space: SearchSpace, budget: int, history_a: History,
     if not lams or any(not (math.isfinite(x) and x >= 0) for x in lams):
         raise ConfigError(f"rerank_front: lams {list(lams)}: need at least one, each >= 0")
     history = [(space.validate(a), q) for a, q in history_a]
-    pool = _dedupe([a for lam in lams for a in top_k_fn(space, history, budget, top_k, lam=lam)]
-                   + [repair(space, a, budget) for a in extra])
+    tops = [a for lam in lams for a in top_k_fn(space, history, budget, top_k, lam=lam)]
+    pool = _with_uniform(space, budget, tops + [repair(space, a, budget) for a in extra])
     repaired_from: Arch | None = None
     if not pool:  # nothing feasible and scored: fall back on select()'s choice, as rerank does
         if not history:
@@ -266,6 +268,16 @@ def _score(space: SearchSpace, arch: Arch, q: float, budget: int, lam: float) ->
 
 def _worst_if_nan(x: float) -> float:
     return math.inf if math.isnan(x) else x
+
+
+def _with_uniform(space: SearchSpace, budget: int, cands: list[Arch]) -> list[Arch]:
+    """``cands`` (deduplicated) plus the uniform architecture of the largest positive size
+    within the budget; nothing is added to an empty list (there was no search to compare)."""
+    if not cands:
+        return []
+    fits = [(k,) * space.num_fields for k, s in enumerate(space.candidate_sizes)
+            if s > 0 and space.cost((k,) * space.num_fields) <= budget]
+    return _dedupe([*cands, *fits[-1:]])
 
 
 def _dedupe(archs: Iterable[Arch]) -> list[Arch]:

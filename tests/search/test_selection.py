@@ -188,3 +188,22 @@ def test_rerank_noise_band_prefers_the_budget_only_inside_the_noise() -> None:
     assert picked.arch == (2, 2, 2) and picked.ties == 1
     # The trade-off mode (λ > 0) prices cost itself: no band.
     assert rerank(SPACE, budget, hist, tied, top_k=2, tie_se=1.0, lam=0.01).arch == (2, 2, 2)
+
+
+def test_rerank_always_weighs_the_largest_uniform_architecture_that_fits() -> None:
+    budget = SPACE.uniform_cost(8) + 10  # uniform 8 (index 3) fits, uniform 16 does not
+    hist = [((4, 1, 1), 0.80), ((2, 2, 2), 0.79)]
+    q_b = {(4, 1, 1): 0.70, (2, 2, 2): 0.71, (3, 3, 3): 0.75}
+    seen: list[tuple[int, ...]] = []
+
+    def score(archs):
+        seen.extend(archs)
+        return [q_b[a] for a in archs]
+
+    picked = rerank(SPACE, budget, hist, score, top_k=2)
+    assert (3, 3, 3) in seen and picked.arch == (3, 3, 3)
+    front = rerank_front(SPACE, budget, hist, score, [0.0, 1.0], top_k=2)
+    assert front[0].arch == (3, 3, 3) and front[1].cost <= front[0].cost
+    # Nothing to compare with: no uniform stand-in for a search that never ran.
+    with pytest.raises(ConfigError):
+        rerank(SPACE, budget, [], score, top_k=2)
