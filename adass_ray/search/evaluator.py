@@ -2,9 +2,13 @@
 
 Q(alpha) is the exact AUC of the supernet run with alpha on a fixed validation subsample (the
 same rows for every alpha, so scores are comparable). :class:`CachedEvaluator` computes every
-candidate's unified output for those rows once (``[N, F, K, d]``); scoring an architecture is then
-a gather plus one backbone pass, and many architectures share one backbone call by being stacked
-along the batch dimension. Scores are memoised by architecture.
+candidate's unified output for those rows once (``[N, F, K, d]``). Where the backbone's first
+layer is a sum of per-field terms (DNN, FM, DeepFM, DCN, DCNv2's deep tower; see
+:mod:`adass_ray.model.folding`) it also stores each candidate's term of that layer per row
+(``[N, F, K, C]``), so an architecture's first layer is one ``embedding_bag`` sum over the fields
+and only the remaining layers run per architecture; otherwise (DLRM, or when the folded cache
+would exceed ``max_fold_bytes``) scoring is a gather plus one backbone pass. Many architectures
+share one call by being stacked along the batch dimension. Scores are memoised by architecture.
 
 The supernet must stay frozen while an evaluator is in use: build a new evaluator for a new
 snapshot (the cached candidate outputs and scores belong to one set of weights).
@@ -18,11 +22,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from adass_ray.data.batch import Batch
 from adass_ray.errors import ConfigError, DataError
 from adass_ray.metrics import auc
+from adass_ray.model.folding import Fold, fold_backbone
 from adass_ray.model.supernet import Supernet
 
 if TYPE_CHECKING:
@@ -38,6 +44,18 @@ UNIFIED_ROW_CHUNK = 16_384
 # an accelerator wants large calls.
 DEFAULT_MAX_ROWS = {"cpu": 8_192}
 ACCELERATOR_MAX_ROWS = 1 << 18
+# Most bytes the folded first-layer cache (rows x fields x candidates x first-layer width) may
+# take per evaluator; above it the evaluator uses the unfolded path and logs why.
+DEFAULT_FOLD_BYTES = 1 << 30
+# Transient bytes of one block of per-field terms while the folded cache is built.
+FOLD_BUILD_BYTES = 1 << 26
+
+
+def _to_device(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` on ``device`` without a blocking copy (pinned + non-blocking on CUDA)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 @contextmanager
@@ -63,15 +81,22 @@ class CachedEvaluator:
     """Memoised, batched Q(alpha) on a fixed validation subsample.
 
     ``hits`` / ``misses`` count requested architectures found in / added to the memo (a repeat
-    within one call is a hit); ``unified`` is the cache ``[N, F*K, d]`` of candidate outputs.
+    within one call is a hit); ``unified`` is the cache ``[N, F*K, d]`` of candidate outputs;
+    ``fold`` the backbone's :class:`~adass_ray.model.folding.Fold` and ``folded`` its per-field
+    first-layer terms ``[N*F*K, C]`` (both ``None`` on the unfolded path).
 
     Args:
         supernet: the frozen supernet (its weights must not change afterwards).
         batch: the validation subsample, ``N`` rows with both labels present.
         chunk_archs: most architectures stacked into one backbone call.
-        max_rows: most rows (architectures x ``N``) in one backbone call, so a chunk holds
-            ``clamp(max_rows // N, 1, chunk_archs)`` architectures; default 8,192 on a CPU
-            (see ``DEFAULT_MAX_ROWS``), 2^18 on an accelerator.
+        max_rows: most rows (architectures x rows) in one backbone call; default 8,192 on a
+            CPU (see ``DEFAULT_MAX_ROWS``), 2^18 on an accelerator. Unfolded, a chunk holds
+            ``clamp(max_rows // N, 1, chunk_archs)`` architectures; folded, ``chunk_archs``
+            architectures run over blocks of ``max(1, max_rows // chunk_archs)`` rows (so a
+            block's terms stay in the CPU caches while every architecture of the chunk reads
+            them).
+        fold: use the folded first layer where the backbone allows it.
+        max_fold_bytes: most bytes of the folded cache (default ``DEFAULT_FOLD_BYTES``).
         device: where the cache lives and the backbone runs: the supernet's device (the
             default); naming another one is an error (move the supernet there first).
 
@@ -82,7 +107,8 @@ class CachedEvaluator:
     """
 
     def __init__(self, supernet: Supernet, batch: Batch, *, chunk_archs: int = 64,
-                 max_rows: int | None = None, device: torch.device | str | None = None) -> None:
+                 max_rows: int | None = None, device: torch.device | str | None = None,
+                 fold: bool = True, max_fold_bytes: int = DEFAULT_FOLD_BYTES) -> None:
         if chunk_archs < 1 or (max_rows is not None and max_rows < 1):
             raise ConfigError(f"evaluator: chunk_archs={chunk_archs}, max_rows={max_rows}; "
                               "need >= 1")
@@ -100,6 +126,7 @@ class CachedEvaluator:
         self.num_fields, self.num_candidates = supernet.num_fields, len(supernet.candidate_sizes)
         if max_rows is None:
             max_rows = DEFAULT_MAX_ROWS.get(self.device.type, ACCELERATOR_MAX_ROWS)
+        self.max_rows = max_rows
         self.archs_per_call = max(1, min(chunk_archs, max_rows // self.rows))
         on_device = batch.to(self.device)
         self.dense = on_device.dense
@@ -109,9 +136,40 @@ class CachedEvaluator:
         # [N, F*K, d]: one index_select picks any set of (field, candidate) columns.
         unified = torch.cat(parts) if len(parts) > 1 else parts[0]
         self.unified = unified.reshape(self.rows, -1, unified.shape[-1])
+        self.fold: Fold | None = None
+        self.folded: Tensor | None = None
+        if fold:
+            self._build_fold(max_fold_bytes)
+        if self.fold is not None:
+            self.archs_per_call = chunk_archs
         self._cache: dict[tuple[int, ...], float] = {}
         self.hits = 0
         self.misses = 0
+
+    def _build_fold(self, limit: int) -> None:
+        """Store every candidate's first-layer term per row, if the backbone folds and it fits."""
+        net, nf, nk = self.supernet, self.num_fields, self.num_candidates
+        fold = fold_backbone(net.backbone, num_fields=nf, d=net.d)
+        if fold is None:
+            logger.info("evaluator: the %s backbone's first layer does not fold; scoring with "
+                        "the unfolded path", type(net.backbone).__name__)
+            return
+        per_row = nf * nk * fold.width * self.unified.element_size()
+        if per_row * self.rows > limit:
+            logger.warning(
+                "evaluator: the folded first-layer cache would take %.2f GiB (%d rows x %d fields "
+                "x %d candidates x %d columns), above the %.2f GiB limit; scoring with the "
+                "unfolded path (slower); use fewer validation rows or raise max_fold_bytes",
+                per_row * self.rows / 2**30, self.rows, nf, nk, fold.width, limit / 2**30)
+            return
+        unified = self.unified.view(self.rows, nf, nk, -1)
+        folded = unified.new_empty(self.rows, nf, nk, fold.width)
+        step = max(1, FOLD_BUILD_BYTES // per_row)
+        with _frozen(net):
+            for lo in range(0, self.rows, step):
+                folded[lo:lo + step] = fold.contributions(unified[lo:lo + step])
+        self.fold, self.folded = fold, folded.view(-1, fold.width)
+        self._fold_bias = fold.bias
 
     @property
     def cache(self) -> dict[tuple[int, ...], float]:
@@ -165,14 +223,37 @@ class CachedEvaluator:
             ``[M, N]`` logits on the evaluator's device.
         """
         m, nf, nk = len(archs), self.num_fields, self.num_candidates
-        a = torch.tensor(archs, dtype=torch.long, device=self.device)  # [M, F]
+        a = _to_device(torch.tensor(archs, dtype=torch.long), self.device)  # [M, F]
         columns = (torch.arange(nf, device=self.device) * nk + a).flatten()  # [M*F]
+        if self.fold is not None:
+            return self._folded_logits(columns.view(m, nf))
         with _frozen(self.supernet):
             # Row-major over (row, arch): the gather already is the backbone's contiguous input
             # [N*M, F, d], so no transpose copy; rows are independent, so the order is free.
             x = self.unified.index_select(1, columns).view(self.rows * m, nf, -1)
             out = self.supernet.forward_from_unified(x, self.dense.repeat_interleave(m, 0))
         return out.view(self.rows, m).t()
+
+    def _folded_logits(self, columns: Tensor) -> Tensor:
+        """``[M, N]`` logits by the folded first layer, in blocks of rows."""
+        assert self.fold is not None and self.folded is not None
+        m, nf = columns.shape
+        block = max(1, self.max_rows // m)
+        stride = nf * self.num_candidates
+        out = self.folded.new_empty(self.rows, m)
+        with _frozen(self.supernet):
+            for lo in range(0, self.rows, block):
+                hi = min(self.rows, lo + block)
+                first = torch.arange(lo * stride, hi * stride, stride, device=self.device)
+                # bag (row, arch) = that row's term of each field's chosen candidate
+                bags = (first.view(-1, 1, 1) + columns).view(-1, nf)  # [(hi-lo)*M, F]
+                s = F.embedding_bag(bags, self.folded, mode="sum").add_(self._fold_bias)
+                fields = None
+                if self.fold.needs_fields:
+                    fields = self.unified[lo:hi].index_select(1, columns.flatten())
+                    fields = fields.view(-1, nf, self.unified.shape[-1])
+                out[lo:hi] = self.fold.head(s, fields).view(hi - lo, m)
+        return out.t()
 
     def _score(self, archs: Sequence[tuple[int, ...]]) -> list[float]:
         logits = self.logits(archs).double().cpu().numpy()

@@ -10,6 +10,7 @@ import torch
 from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap, FieldSpec
 from adass_ray.errors import ConfigError, DataError
+from adass_ray.model.backbones import BACKBONES
 from adass_ray.model.supernet import Supernet
 from adass_ray.search import evaluator as ev
 from adass_ray.search.evaluator import (
@@ -65,17 +66,33 @@ def random_archs(n: int, seed: int = 0) -> list[tuple[int, ...]]:
     return [tuple(row) for row in torch.randint(0, K, (n, NF), generator=g).tolist()]
 
 
-@pytest.mark.parametrize("backbone", ["dnn", "dlrm"])
-@pytest.mark.parametrize("layout", ["separate", "nested"])
+def _flip_share(net: Supernet, batch: Batch, arch: tuple[int, ...], eps: float = 1e-5) -> float:
+    """AUC tolerance: the share of (positive, negative) pairs whose plain-forward logits are
+    within ``eps`` (rounding may order those either way; e.g. the same tags in another order
+    pool to vectors equal up to rounding), plus 1e-9. Zero such pairs: the AUCs must agree."""
+    with torch.no_grad():
+        net.eval()
+        z = net(batch, arch)
+    pos, neg = z[batch.label == 1], z[batch.label == 0]
+    close = ((pos[:, None] - neg[None, :]).abs() <= eps).sum().item()
+    return close / (len(pos) * len(neg)) + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("layout", "backbone"),
+    [("separate", b) for b in BACKBONES] + [("nested", "dnn"), ("nested", "dlrm")],
+)
 def test_cached_equals_naive(layout: str, backbone: str) -> None:
     net, batch = make_net(layout, backbone), make_batch()
     net.train()
     evaluator = CachedEvaluator(net, batch, chunk_archs=3)
     assert net.training  # the mode is restored
+    assert (evaluator.fold is None) == (backbone == "dlrm")  # the rest score by the folded path
     archs = [(0,) * NF, (3,) * NF, *random_archs(7)]
     got = evaluator.evaluate(archs)
     for arch, q in zip(archs, got, strict=True):
-        assert q == pytest.approx(naive_quality(net, batch, arch), abs=1e-6)
+        want = naive_quality(net, batch, arch)
+        assert q == pytest.approx(want, abs=_flip_share(net, batch, arch))
     assert len({round(q, 6) for q in got}) > 1  # the architectures are told apart
     # The logits themselves agree with the plain forward.
     with torch.no_grad():
@@ -86,7 +103,7 @@ def test_cached_equals_naive(layout: str, backbone: str) -> None:
 
 def test_memoised_repeats_are_hits_and_not_recomputed() -> None:
     net, batch = make_net("separate"), make_batch()
-    evaluator = CachedEvaluator(net, batch)
+    evaluator = CachedEvaluator(net, batch, fold=False)
     calls: list[int] = []
     net.backbone.register_forward_hook(lambda _m, args, _out: calls.append(args[0].shape[0]))
     a, b = random_archs(2, seed=1)
@@ -126,11 +143,32 @@ def test_memory_bounds_chunk_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     net, batch = make_net("separate"), make_batch()
     full = CachedEvaluator(net, batch)
     monkeypatch.setattr(ev, "UNIFIED_ROW_CHUNK", 7)  # the cache is built in row chunks
-    chunked = CachedEvaluator(net, batch, chunk_archs=64, max_rows=3 * ROWS)
+    chunked = CachedEvaluator(net, batch, chunk_archs=64, max_rows=3 * ROWS, fold=False)
     assert chunked.archs_per_call == 3
     assert torch.allclose(chunked.unified, full.unified, atol=1e-6)
     archs = random_archs(10, seed=4)
-    assert chunked.evaluate(archs) == pytest.approx(full.evaluate(archs), abs=1e-9)
+    assert chunked.evaluate(archs) == pytest.approx(full.evaluate(archs), abs=1e-6)
+    monkeypatch.setattr(ev, "FOLD_BUILD_BYTES", 1)  # the folded cache one row at a time,
+    blocks = CachedEvaluator(net, batch, chunk_archs=4, max_rows=13)  # scored 3 rows per block
+    assert blocks.folded is not None and full.folded is not None
+    assert torch.allclose(blocks.folded, full.folded, atol=1e-6)
+    assert blocks.evaluate(archs) == pytest.approx(full.evaluate(archs), abs=1e-6)
+
+
+def test_folded_cache_over_the_limit_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    net, batch = make_net("separate"), make_batch()
+    folded = CachedEvaluator(net, batch)
+    # [ROWS, F, K, 16] float32 terms: 16 * NF * K * 4 bytes per row
+    with caplog.at_level("WARNING", logger=ev.__name__):
+        plain = CachedEvaluator(net, batch, max_fold_bytes=ROWS * NF * K * 64 - 1)
+    assert plain.fold is None and plain.folded is None
+    assert "unfolded path" in caplog.text and "GiB" in caplog.text
+    assert CachedEvaluator(net, batch, max_fold_bytes=ROWS * NF * K * 64).fold is not None
+    calls: list[int] = []
+    net.backbone.register_forward_hook(lambda _m, args, _out: calls.append(1))
+    archs = random_archs(20, seed=5)
+    assert folded.evaluate(archs) == pytest.approx(plain.evaluate(archs), abs=1e-6)
+    assert len(calls) == 1  # the unfolded one ran the backbone; the folded one only its layers
 
 
 def test_validation_subsample_is_seeded() -> None:
