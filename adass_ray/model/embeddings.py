@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adass_ray.data.feature_map import FeatureMap
@@ -38,6 +37,7 @@ from adass_ray.errors import ConfigError
 from adass_ray.model.unifier import (
     init_proj,
     init_table,
+    lookup,
     pooled_lookup,
     unify,
     validate_sizes,
@@ -67,6 +67,13 @@ class _UniqueGather(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (index,) = ctx.saved_tensors
         return grad.new_zeros(ctx.rows, grad.shape[1]).index_copy_(0, index, grad), None
+
+
+def _to(t: Tensor, device: torch.device) -> Tensor:
+    """A small CPU tensor on ``device`` without a blocking copy."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,7 @@ class CandidateEmbeddings(nn.Module):
         single = [f for f in range(nf) if not multi_valued[f]]
         self.multi_fields = tuple(f for f in range(nf) if multi_valued[f])
         internal = torch.tensor(single + list(self.multi_fields))
+        self._internal_host = internal.clone()  # not a buffer: stays on the host for plan()
         for name, value in (
             ("offsets", torch.tensor((0, *self.vocab_sizes[:-1])).cumsum(0)),
             ("single_fields", torch.tensor(single, dtype=torch.long)),
@@ -202,20 +210,23 @@ class CandidateEmbeddings(nn.Module):
 
     def _lookup(self, s: int, flat: Tensor) -> Tensor:
         """Vectors ``[..., s]`` of flat table rows ``flat``."""
-        if self.layout == "nested":  # one gather of the shared rows, then the first s columns
-            return F.embedding(flat, self.tables["shared"], sparse=self.sparse)[..., :s]
-        return F.embedding(flat, self.tables[f"s{s}"], sparse=self.sparse)
+        table = self.tables["shared" if self.layout == "nested" else f"s{s}"]
+        out = lookup(flat, table, sparse=self.sparse)
+        return out[..., :s] if self.layout == "nested" else out
 
     def _pool(self, s: int, field: int, ids: Tensor) -> Tensor:
         """Pooled vectors ``[N, s]`` of multi-valued ``field`` for padded ids ``[N, L]``."""
         table = self.tables["shared" if self.layout == "nested" else f"s{s}"]
         return pooled_lookup(table, ids, self.offsets[field], sparse=self.sparse)[:, :s]
 
-    def plan(self, arch: Tensor, ids: Tensor) -> RoutePlan:
+    def plan(self, arch: Tensor, ids: Tensor, host_arch: Tensor | None = None) -> RoutePlan:
         """Group the entries of ``arch: [B, F]`` by (size, field) into chunks of ``self.chunk``.
 
         Chunks are ordered by candidate, then internal field; an entry's slot is its group's
-        first chunk times ``chunk`` plus its rank among the group's rows.
+        first chunk times ``chunk`` plus its rank among the group's rows. The chunk counts set
+        the shapes of the step, so the host needs them: they are counted on ``host_arch`` (a CPU
+        copy of ``arch``) when given or when ``arch`` is on the CPU; otherwise they are read
+        back from the device, which makes the host wait for it.
         """
         b, nf = arch.shape
         nk = len(self.candidate_sizes)
@@ -226,11 +237,18 @@ class CandidateEmbeddings(nn.Module):
         # [B, F, K] running count per (field, candidate); int32 halves the memory traffic.
         csum = (a.unsqueeze(2) == torch.arange(nk, device=a.device)).cumsum(0, dtype=torch.int32)
         rank = csum.gather(2, a.unsqueeze(2)).squeeze(2) - 1
-        counts = csum[-1].long()
+        if host_arch is None and arch.device.type == "cpu":
+            host_arch = arch
+        if host_arch is not None:  # [F, K] counts on the host: a bincount per field
+            ha = host_arch[:, self._internal_host] + torch.arange(nf) * nk
+            counts = torch.bincount(ha.reshape(-1), minlength=nf * nk).view(nf, nk)
+        else:
+            counts = csum[-1].long()
         if self.candidate_sizes[0] == 0:
             counts[:, 0] = 0
         nch_kf = ((counts + c - 1) // c).t().reshape(-1)  # chunks per (candidate, field)
-        nch = nch_kf.tolist()
+        nch = nch_kf.tolist()  # a device-to-host copy only without a host copy of arch
+        nch_kf = _to(nch_kf, arch.device)
         total = sum(nch)
         start = nch_kf.cumsum(0) - nch_kf
         fidx = torch.arange(nf, device=arch.device)
@@ -262,18 +280,26 @@ class CandidateEmbeddings(nn.Module):
             tuple(multis),
         )
 
-    def forward(self, ids: Tensor, multi: Sequence[Tensor], arch: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, multi: Sequence[Tensor], arch: Tensor,
+                host_arch: Tensor | None = None) -> Tensor:
         """Unified field vectors for a per-row architecture.
 
         Args:
             ids: ``[B, F_single]`` ids of the single-valued fields (feature-map order).
             multi: one ``[B, L_m]`` padded id tensor per multi-valued field.
             arch: ``[B, F]`` candidate indices (into ``candidate_sizes``) per row and field.
+            host_arch: the same on the CPU, if ``arch`` is elsewhere (see :meth:`plan`).
 
         Returns:
             ``[B, F, d]``; a dropped field (size 0) is a zero vector.
         """
-        plan = self.plan(arch, ids)
+        # fp32 under a caller's autocast: only the backbone is meant to run in bf16
+        with torch.autocast(ids.device.type, enabled=False):
+            return self._forward(ids, multi, arch, host_arch)
+
+    def _forward(self, ids: Tensor, multi: Sequence[Tensor], arch: Tensor,
+                 host_arch: Tensor | None) -> Tensor:
+        plan = self.plan(arch, ids, host_arch)
         c, parts = plan.chunk, []
         for k, (lo, hi) in enumerate(plan.size_ranges):
             if hi == lo:

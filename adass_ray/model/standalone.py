@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adass_ray.data.batch import Batch
@@ -22,7 +21,14 @@ from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
 from adass_ray.model.backbones import backbone_for_feature_map
 from adass_ray.model.supernet import Supernet, resolve_sizes
-from adass_ray.model.unifier import capacity_error, init_proj, init_table, pooled_lookup, unify
+from adass_ray.model.unifier import (
+    capacity_error,
+    init_proj,
+    init_table,
+    lookup,
+    pooled_lookup,
+    unify,
+)
 
 
 class MixedEmbeddings(nn.Module):
@@ -136,13 +142,18 @@ class MixedEmbeddings(nn.Module):
         Returns:
             ``[B, F, d]`` (all zeros when every field is dropped).
         """
+        # fp32 under a caller's autocast: only the backbone is meant to run in bf16
+        with torch.autocast(ids.device.type, enabled=False):
+            return self._forward(ids, multi)
+
+    def _forward(self, ids: Tensor, multi: Sequence[Tensor]) -> Tensor:
         b, parts, done = ids.shape[0], [], 0
         for s, singles, multis in self.groups:
             key, pieces, n = f"s{s}", [], len(singles) + len(multis)
             if singles:  # field-major [G, B] so the batched matmul needs no transpose
                 sl = slice(done, done + len(singles))
                 flat = ids.t()[self.cols[sl]] + self.offsets[sl, None]
-                pieces.append(F.embedding(flat, self.tables[key], sparse=self.sparse))
+                pieces.append(lookup(flat, self.tables[key], sparse=self.sparse))
             for j, m in enumerate(multis, start=done + len(singles)):
                 pooled = pooled_lookup(
                     self.tables[key], multi[m], self.offsets[j], sparse=self.sparse

@@ -26,6 +26,14 @@ from adass_ray.model.unifier import validate_sizes
 Arch = Tensor | Sequence[int]
 
 
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` on ``device`` without a blocking copy: a CPU tensor goes to CUDA pinned and
+    non-blocking (a plain copy would make the host wait for the GPU)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def select_unified(all_unified: Tensor, arch: Tensor) -> Tensor:
     """Pick each row's candidates from a cache of all candidates' unified outputs.
 
@@ -105,7 +113,10 @@ class Supernet(nn.Module):
         return self.embeddings.d
 
     def arch_tensor(self, arch: Arch, batch_size: int) -> Tensor:
-        """Validate an architecture and return it as ``LongTensor [B, F]``.
+        """Validate an architecture and return it as ``LongTensor [B, F]`` on the model's device.
+
+        A sequence or a CPU tensor is checked on the host and copied without blocking; checking
+        a tensor already on an accelerator makes the host wait for it (pass CPU paths there).
 
         Raises:
             ConfigError: wrong length/shape or a candidate index out of range.
@@ -118,7 +129,7 @@ class Supernet(nn.Module):
                 raise ConfigError(
                     f"architecture {list(arch)}: need {nf} candidate indices in 0..{nk - 1}"
                 )
-            return torch.tensor(arch, device=device).expand(batch_size, nf)
+            return to_device(torch.tensor(arch), device).expand(batch_size, nf)
         if (
             arch.dim() not in (1, 2)
             or arch.shape[-1] != nf
@@ -130,11 +141,21 @@ class Supernet(nn.Module):
             )
         if arch.numel() and (int(arch.min()) < 0 or int(arch.max()) >= nk):
             raise ConfigError(f"architecture tensor: candidate indices must be in 0..{nk - 1}")
-        return arch.to(device=device, dtype=torch.long).expand(batch_size, nf)
+        return to_device(arch.to(torch.long), device).expand(batch_size, nf)
 
     def unified(self, batch: Batch, arch: Arch) -> Tensor:
-        """Unified field vectors ``[B, F, d]`` of ``batch`` under ``arch`` (shared or per row)."""
-        return self.embeddings(batch.ids, batch.multi, self.arch_tensor(arch, len(batch)))
+        """Unified field vectors ``[B, F, d]`` of ``batch`` under ``arch`` (shared or per row).
+
+        A sequence or a CPU tensor ``arch`` also serves as the host copy the routing plan
+        counts on, so the step needs no device-to-host copy (see ``CandidateEmbeddings.plan``).
+        """
+        a = self.arch_tensor(arch, len(batch))
+        host = None
+        if not isinstance(arch, Tensor):
+            host = torch.tensor(tuple(int(a) for a in arch)).expand(len(batch), -1)
+        elif arch.device.type == "cpu":
+            host = arch.to(torch.long).expand(len(batch), -1)
+        return self.embeddings(batch.ids, batch.multi, a, host_arch=host)
 
     def all_unified(self, batch: Batch) -> Tensor:
         """Every candidate's unified output ``[B, F, K, d]`` (cache it for the search stage)."""

@@ -73,6 +73,15 @@ def validate_sizes(candidate_sizes: Sequence[int], d: int) -> tuple[int, ...]:
     return sizes
 
 
+def lookup(flat: Tensor, table: Tensor, *, sparse: bool) -> Tensor:
+    """``table[flat]`` (``[..., s]``). A dense lookup on CUDA is an ``index_select``: its
+    backward is an atomic ``index_add_``, while ``F.embedding``'s dense CUDA backward reads a
+    segment count back to the host (a sync every step). Elsewhere, ``F.embedding``."""
+    if flat.is_cuda and not sparse:
+        return table.index_select(0, flat.reshape(-1)).view(*flat.shape, table.shape[1])
+    return F.embedding(flat, table, sparse=sparse)
+
+
 def pooled_lookup(table: Tensor, ids: Tensor, offset: Tensor | int, *, sparse: bool) -> Tensor:
     """Mean of a multi-valued field's vectors over its non-padding ids.
 

@@ -36,6 +36,9 @@ class TrainConfig:
         max_rows: read at most this many rows per split (smoke tests).
         eval_rows: validate on at most this many rows.
         max_failures: worker-group restarts Ray Train may do before giving up.
+        bf16: on CUDA, run the backbone of a training step under bfloat16 autocast (embeddings,
+            unifiers, loss, optimizer and every evaluation stay float32); no effect on a CPU.
+            Off by default until a GPU run has measured its speed and quality.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -53,6 +56,7 @@ class TrainConfig:
     max_rows: int | None = None
     eval_rows: int | None = None
     max_failures: int = 2
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         checks = [

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from adass_ray.data.loader import ShardLoader
 from adass_ray.metrics import auc, logloss
@@ -117,14 +118,28 @@ class TrainLoop:
     def _step_seed(self, step: int) -> int:
         return (self.cfg.seed * 1_000_003 + self.comm.rank) * 1_000_033 + step
 
-    def step(self, batch: Any) -> float:
+    def _to_device(self, batch: Any) -> Any:
+        """The batch on the loop's device; to a GPU pinned and non-blocking, so the host does
+        not wait for the previous step."""
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch.to(self.device)
+
+    def step(self, batch: Any) -> Tensor:
+        """One training step; returns the detached loss (reading it waits for the device, so the
+        loop reads the losses once per epoch or checkpoint)."""
         st = self.state
         seed = self._step_seed(st.global_step)
         torch.manual_seed(seed)  # dropout and any other global randomness: (seed, rank, step) too
         self.task.model.train()
-        loss, _ = self.task.train_step(
-            batch, generator=torch.Generator().manual_seed(seed), reduce=self.comm.all_reduce_sum
-        )
+        # bf16 autocast reaches only the backbone (the embeddings turn it off for themselves;
+        # the loss runs in fp32 under autocast); evaluation never autocasts
+        with torch.autocast("cuda", dtype=torch.bfloat16,
+                            enabled=self.cfg.bf16 and self.device.type == "cuda"):
+            loss, _ = self.task.train_step(
+                batch, generator=torch.Generator().manual_seed(seed),
+                reduce=self.comm.all_reduce_sum,
+            )
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,7 +147,7 @@ class TrainLoop:
         self.task.after_backward(self.comm.all_reduce_sum)
         for opt in self.optimizers:
             opt.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def run(self) -> LoopState:
         """Train until ``epochs`` or early stopping; restores the best weights at the end."""
@@ -141,15 +156,15 @@ class TrainLoop:
             self.train.set_epoch(st.epoch)
             t0, losses = time.perf_counter(), []
             for batch in self.train.iter_from(st.step_in_epoch):
-                losses.append(self.step(batch.to(self.device)))
+                losses.append(self.step(self._to_device(batch)))
                 st.step_in_epoch += 1
                 st.global_step += 1
                 if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
-                    self.on_checkpoint(self.state_dict(), {"train_loss": _mean(losses)})
+                    self.on_checkpoint(self.state_dict(), {"train_loss": _mean_loss(losses)})
             train_time = time.perf_counter() - t0
             metrics = {
                 "epoch": float(st.epoch),
-                "train_loss": _mean(losses),
+                "train_loss": _mean_loss(losses),
                 "epoch_seconds": train_time,
                 **self.evaluate(self.valid, "val"),
                 **_visit_share(self.task),
@@ -199,6 +214,10 @@ class TrainLoop:
         if f"{prefix}_auc" not in out:
             out[f"{prefix}_auc"] = sum(aucs) / len(aucs)
         return out
+
+
+def _mean_loss(losses: list[Tensor]) -> float:
+    return float(torch.stack(losses).float().mean()) if losses else float("nan")
 
 
 def _mean(xs: list[float]) -> float:

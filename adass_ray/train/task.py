@@ -19,7 +19,7 @@ from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
 from adass_ray.model.config import build_standalone, build_supernet
 from adass_ray.model.standalone import StandaloneModel
-from adass_ray.model.supernet import Supernet
+from adass_ray.model.supernet import Supernet, to_device
 from adass_ray.sampling import Sampler
 from adass_ray.train.config import TrainConfig
 
@@ -120,8 +120,11 @@ class SupernetTask(Task):
     def train_step(
         self, batch: Batch, *, generator: torch.Generator, reduce: Any
     ) -> tuple[Tensor, dict[str, float]]:
-        arch = self.sampler.sample(len(batch), generator=generator).to(batch.label.device)
-        unified = self.supernet.unified(batch, arch)
+        host = self.sampler.sample(len(batch), generator=generator)
+        # the CPU paths route the lookups (no device-to-host copy in the step); the sampler's
+        # statistics read the device copy
+        unified = self.supernet.unified(batch, host)
+        arch = to_device(host, batch.label.device)
         unified.retain_grad()
         logits = self.supernet.forward_from_unified(unified, batch.dense)
         row_loss = F.binary_cross_entropy_with_logits(logits, batch.label, reduction="none")

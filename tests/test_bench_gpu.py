@@ -1,0 +1,24 @@
+"""``bench/gpu.py --device cpu --quick`` runs and prints every figure it promises."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gpu_bench_runs_on_cpu_quick() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu.py"), "--device", "cpu", "--quick"],
+        capture_output=True, text=True, timeout=120, check=True, cwd=ROOT,
+    ).stdout
+    assert "26 fields" in out
+    rates = {m[0]: float(m[1].replace(",", ""))
+             for m in re.findall(r"(supernet|stand-alone) +fp32: +([\d,]+) samples/s", out)}
+    assert set(rates) == {"supernet", "stand-alone"} and min(rates.values()) > 0
+    evals = re.findall(r"evaluation .*folded first layer.*: ([\d,]+) archs/s", out)
+    assert len(evals) == 1 and float(evals[0].replace(",", "")) > 0
+    assert out.count("peak ") == 3
