@@ -29,7 +29,7 @@ from adass_ray.data.batch import Batch
 from adass_ray.errors import ConfigError, DataError
 from adass_ray.metrics import auc
 from adass_ray.model.folding import Fold, fold_backbone
-from adass_ray.model.supernet import Supernet
+from adass_ray.model.supernet import Supernet, to_device
 
 if TYPE_CHECKING:
     from adass_ray.data.loader import ShardLoader
@@ -49,13 +49,6 @@ ACCELERATOR_MAX_ROWS = 1 << 18
 DEFAULT_FOLD_BYTES = 1 << 30
 # Transient bytes of one block of per-field terms while the folded cache is built.
 FOLD_BUILD_BYTES = 1 << 26
-
-
-def _to_device(t: Tensor, device: torch.device) -> Tensor:
-    """``t`` on ``device`` without a blocking copy (pinned + non-blocking on CUDA)."""
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
 
 
 @contextmanager
@@ -223,7 +216,7 @@ class CachedEvaluator:
             ``[M, N]`` logits on the evaluator's device.
         """
         m, nf, nk = len(archs), self.num_fields, self.num_candidates
-        a = _to_device(torch.tensor(archs, dtype=torch.long), self.device)  # [M, F]
+        a = to_device(torch.tensor(archs, dtype=torch.long), self.device)  # [M, F]
         columns = (torch.arange(nf, device=self.device) * nk + a).flatten()  # [M*F]
         if self.fold is not None:
             return self._folded_logits(columns.view(m, nf))
