@@ -39,6 +39,7 @@ from adass_ray.model.unifier import (
     init_table,
     lookup,
     pooled_lookup,
+    to_device,
     unify,
     validate_sizes,
 )
@@ -67,13 +68,6 @@ class _UniqueGather(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (index,) = ctx.saved_tensors
         return grad.new_zeros(ctx.rows, grad.shape[1]).index_copy_(0, index, grad), None
-
-
-def _to(t: Tensor, device: torch.device) -> Tensor:
-    """A small CPU tensor on ``device`` without a blocking copy."""
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
 
 
 @dataclass(frozen=True)
@@ -248,7 +242,7 @@ class CandidateEmbeddings(nn.Module):
             counts[:, 0] = 0
         nch_kf = ((counts + c - 1) // c).t().reshape(-1)  # chunks per (candidate, field)
         nch = nch_kf.tolist()  # a device-to-host copy only without a host copy of arch
-        nch_kf = _to(nch_kf, arch.device)
+        nch_kf = to_device(nch_kf, arch.device)
         total = sum(nch)
         start = nch_kf.cumsum(0) - nch_kf
         fidx = torch.arange(nf, device=arch.device)

@@ -21,17 +21,9 @@ from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
 from adass_ray.model.backbones import backbone_for_feature_map
 from adass_ray.model.embeddings import CandidateEmbeddings
-from adass_ray.model.unifier import validate_sizes
+from adass_ray.model.unifier import to_device, validate_sizes
 
 Arch = Tensor | Sequence[int]
-
-
-def to_device(t: Tensor, device: torch.device) -> Tensor:
-    """``t`` on ``device`` without a blocking copy: a CPU tensor goes to CUDA pinned and
-    non-blocking (a plain copy would make the host wait for the GPU)."""
-    if device.type == "cuda" and t.device.type == "cpu":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
 
 
 def select_unified(all_unified: Tensor, arch: Tensor) -> Tensor:
@@ -152,7 +144,7 @@ class Supernet(nn.Module):
         a = self.arch_tensor(arch, len(batch))
         host = None
         if not isinstance(arch, Tensor):
-            host = torch.tensor(tuple(int(a) for a in arch)).expand(len(batch), -1)
+            host = torch.tensor(tuple(int(i) for i in arch)).expand(len(batch), -1)
         elif arch.device.type == "cpu":
             host = arch.to(torch.long).expand(len(batch), -1)
         return self.embeddings(batch.ids, batch.multi, a, host_arch=host)

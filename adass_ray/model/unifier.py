@@ -73,6 +73,14 @@ def validate_sizes(candidate_sizes: Sequence[int], d: int) -> tuple[int, ...]:
     return sizes
 
 
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` on ``device`` without a blocking copy: a CPU tensor goes to CUDA pinned and
+    non-blocking (a plain copy would make the host wait for the GPU)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def lookup(flat: Tensor, table: Tensor, *, sparse: bool) -> Tensor:
     """``table[flat]`` (``[..., s]``). A dense lookup on CUDA is an ``index_select``: its
     backward is an atomic ``index_add_``, while ``F.embedding``'s dense CUDA backward reads a

@@ -29,7 +29,8 @@ from adass_ray.data.batch import Batch
 from adass_ray.errors import ConfigError, DataError
 from adass_ray.metrics import auc
 from adass_ray.model.folding import Fold, fold_backbone
-from adass_ray.model.supernet import Supernet, to_device
+from adass_ray.model.supernet import Supernet
+from adass_ray.model.unifier import to_device
 
 if TYPE_CHECKING:
     from adass_ray.data.loader import ShardLoader

@@ -19,7 +19,8 @@ from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
 from adass_ray.model.config import build_standalone, build_supernet
 from adass_ray.model.standalone import StandaloneModel
-from adass_ray.model.supernet import Supernet, to_device
+from adass_ray.model.supernet import Supernet
+from adass_ray.model.unifier import to_device
 from adass_ray.sampling import Sampler
 from adass_ray.train.config import TrainConfig
 
