@@ -107,7 +107,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
             if not args.format:
                 raise AdassError("--input needs --format (criteo, avazu, csv or parquet)")
             schema = Schema.load(args.schema) if args.schema else None
-            raw = readers.read_input(args.input, args.format, schema)
+            raw = readers.open_input(args.input, args.format, schema)
         raw = readers.with_label_rule(raw, args.label_rule)
         fmap = prepare(raw, args.out, config, overwrite=args.overwrite)
     rows = {k: v.rows for k, v in fmap.splits.items()}

@@ -49,7 +49,7 @@ from adass_ray.data.feature_map import (
     validate_candidate_sizes,
 )
 from adass_ray.data.io import atomic_output_dir, check_output_dir
-from adass_ray.data.schema import RawData
+from adass_ray.data.schema import RawData, RawStream, Schema
 from adass_ray.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ DEFAULT_MIN_COUNT = {"criteo": 10, "avazu": 5}
 
 
 def prepare(
-    raw: RawData,
+    raw: RawData | RawStream,
     out: str | Path,
     config: PrepareConfig = PrepareConfig(),
     *,
@@ -121,25 +121,35 @@ def prepare(
 ) -> FeatureMap:
     """Turn ``raw`` into a prepared dataset at ``out`` and return its feature map.
 
+    A :class:`RawStream` is prepared batch by batch in bounded memory (random split, no
+    multi-valued fields; otherwise it is read whole first); both paths give the same dataset.
+
     Raises:
         DataError: bad label values, empty table, non-numeric numeric columns, no time column
             for a time split.
         AdassError: ``out`` exists and ``overwrite`` is false.
     """
     check_output_dir(out, overwrite=overwrite)  # fail before any work
+    if isinstance(raw, RawStream):
+        if config.split == "random" and not raw.schema.multi_valued:
+            # imported here: the streaming module builds on this one's helpers
+            from adass_ray.data.stream import RowCountMismatch, prepare_stream
+
+            try:
+                return prepare_stream(raw, out, config, overwrite=overwrite)
+            except RowCountMismatch as e:
+                logger.warning("%s; reading %s whole instead", e, raw.name)
+        raw = raw.read_all()
     table, schema = raw.table, raw.schema
     schema.check_columns(table.column_names, source=raw.name)
     n = table.num_rows
     if n == 0:
         raise DataError(f"{raw.name}: no rows")
-    label = _label(raw)
+    label = label_values(raw.table, raw.schema, raw.name)
     splits = _split_indices(raw, config)
     train = np.zeros(n, dtype=bool)
     train[splits["train"]] = True
-    fmt = str(raw.metadata.get("format", ""))
-    default_min = (
-        config.min_count if config.min_count is not None else DEFAULT_MIN_COUNT.get(fmt, 1)
-    )
+    default_min = default_min_count(raw, config)
 
     def encode(
         name: str,
@@ -165,69 +175,94 @@ def prepare(
 
     # columns are independent and numpy/pyarrow release the GIL: encode them on all cores
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+    with ThreadPoolExecutor(max_workers=workers()) as pool:
         encoded = list(pool.map(encode, schema.feature_columns))
     logger.debug("encoded %d columns in %.2f s", len(encoded), time.perf_counter() - t0)
     columns: dict[str, np.ndarray | pa.Array] = {}
     fields: list[FieldSpec] = []
     vocabs: dict[str, pa.Table] = {}
     for name, (spec, cols, vocab) in zip(schema.feature_columns, encoded, strict=True):
-        if spec.vocab_size == 1:
-            logger.warning(
-                "field %s: min_count %d leaves only the OOV id (every value is rarer); "
-                "lower the threshold or drop the field",
-                name, spec.transform.get("min_count", default_min),
-            )
         fields.append(spec)
         columns.update(cols)
         if vocab is not None:
             vocabs[name] = vocab
 
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        (tmp / "vocab").mkdir()
-        for name, vocab in vocabs.items():
-            pq.write_table(vocab, tmp / "vocab" / f"{_safe(name)}.parquet")
-        split_info: dict[str, SplitInfo] = {}
-        pos_rate: dict[str, float | None] = {}
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        with ThreadPoolExecutor(max_workers=workers()) as pool:
             written = list(pool.map(
                 lambda split: _write_split(tmp, split, splits[split], columns, label, config),
                 SPLITS,
             ))
         logger.debug("wrote the splits in %.2f s", time.perf_counter() - t0)
+        split_info: dict[str, SplitInfo] = {}
+        pos_rate: dict[str, float | None] = {}
         for split, files in zip(SPLITS, written, strict=True):
             idx = splits[split]
             split_info[split] = SplitInfo(rows=int(len(idx)), files=tuple(files))
-            pos_rate[split] = round(float(label[idx].mean()), 6) if len(idx) else None
-        fmap = FeatureMap(
-            name=raw.name,
-            label="label",
-            fields=tuple(fields),
-            candidate_sizes=config.candidate_sizes,
-            splits=split_info,
-            metadata={
-                **dict(raw.metadata),
-                "rows": n,
-                "positive_rate": pos_rate,
-                "label_rule": str(schema.label_rule) if schema.label_rule else None,
-                "prepare": {**asdict(config), "min_count": default_min},
-            },
-        )
-        fmap.save(tmp / "feature_map.json")
+            pos_rate[split] = positive_rate(int(label[idx].sum()), len(idx))
+        finish(tmp, raw, config, fields, vocabs, split_info, pos_rate, default_min)
     logger.info("prepared %s: %d rows, %d fields → %s", raw.name, n, len(fields), out)
     return FeatureMap.load(out)  # what later stages will see (JSON round trip)
 
 
+def default_min_count(raw: RawData | RawStream, config: PrepareConfig) -> int:
+    """The minimum count of fields the schema gives none: the config's, else the format's."""
+    if config.min_count is not None:
+        return config.min_count
+    return DEFAULT_MIN_COUNT.get(str(raw.metadata.get("format", "")), 1)
+
+
+def positive_rate(positives: int, rows: int) -> float | None:
+    """A split's positive rate as recorded in the feature map (None for an empty split)."""
+    if not rows:
+        return None
+    # float32 as numpy's mean of the float32 labels gives it, so both prepare paths agree
+    return round(float(np.float32(np.float32(positives) / rows)), 6)
+
+
+def finish(
+    tmp: Path, raw: RawData | RawStream, config: PrepareConfig, fields: list[FieldSpec],
+    vocabs: dict[str, pa.Table], split_info: dict[str, SplitInfo],
+    pos_rate: dict[str, float | None], default_min: int,
+) -> None:
+    """Write the vocabularies and ``feature_map.json`` into ``tmp`` (shared by both paths)."""
+    for spec in fields:
+        if spec.vocab_size == 1:
+            logger.warning(
+                "field %s: min_count %d leaves only the OOV id (every value is rarer); "
+                "lower the threshold or drop the field",
+                spec.name, spec.transform.get("min_count", default_min),
+            )
+    (tmp / "vocab").mkdir()
+    for name, vocab in vocabs.items():
+        pq.write_table(vocab, tmp / "vocab" / f"{_safe(name)}.parquet")
+    fmap = FeatureMap(
+        name=raw.name,
+        label="label",
+        fields=tuple(fields),
+        candidate_sizes=config.candidate_sizes,
+        splits=split_info,
+        metadata={
+            **dict(raw.metadata),
+            "rows": sum(s.rows for s in split_info.values()),
+            "positive_rate": pos_rate,
+            "label_rule": str(raw.schema.label_rule) if raw.schema.label_rule else None,
+            "prepare": {**asdict(config), "min_count": default_min},
+        },
+    )
+    fmap.save(tmp / "feature_map.json")
+
+
 # --- label and splits ------------------------------------------------------------------------
-def _label(raw: RawData) -> np.ndarray:
-    schema = raw.schema
+def label_values(table: pa.Table | pa.RecordBatch, schema: Schema, name: str) -> np.ndarray:
+    """0/1 float32 labels of ``table`` (after the schema's label rule, if any)."""
     rule = schema.label_rule
     col_name = (rule.column or schema.label) if rule else schema.label
-    col = raw.table[col_name]
+    col = table[col_name]
     if col.null_count:
         raise DataError(
-            f"{raw.name}: label column {col_name!r} has {col.null_count} empty values; "
+            f"{name}: label column {col_name!r} has {col.null_count} empty values; "
             "drop those rows"
         )
     if not (
@@ -238,7 +273,7 @@ def _label(raw: RawData) -> np.ndarray:
         try:
             col = pc.cast(col, pa.float64())
         except pa.ArrowInvalid:
-            raise DataError(f"{raw.name}: label column {col_name!r} is not numeric") from None
+            raise DataError(f"{name}: label column {col_name!r} is not numeric") from None
     if rule is not None:
         return (
             rule.apply(pa.array(float_numpy(col))).to_numpy(zero_copy_only=False)
@@ -247,7 +282,7 @@ def _label(raw: RawData) -> np.ndarray:
     bad = values[(values != 0) & (values != 1)]
     if bad.size:
         raise DataError(
-            f"{raw.name}: label column {col_name!r} holds values other than 0/1 "
+            f"{name}: label column {col_name!r} holds values other than 0/1 "
             f"(e.g. {bad[0]:g}); "
             f"give a label rule such as --label-rule '{col_name} >= 4' "
             "(or label_rule in the schema)"
@@ -267,19 +302,33 @@ def _split_indices(raw: RawData, config: PrepareConfig) -> dict[str, np.ndarray]
             raise DataError(f"{raw.name}: time column {raw.schema.time!r} has empty values")
         # pyarrow's sort is stable: rows with equal times keep their file order
         order = np.asarray(pc.array_sort_indices(t.combine_chunks()), dtype=np.int64)
-    else:
-        order = np.random.default_rng(config.seed).permutation(n)
+        return _cut(order, config)
+    # file order inside a split does not matter (loaders shuffle); sorted gathers are faster
+    return {k: np.sort(v) for k, v in _cut(random_order(n, config), config).items()}
+
+
+def random_order(n: int, config: PrepareConfig) -> np.ndarray:
+    """The seeded row permutation whose first, middle and last parts are train, valid, test."""
+    return np.random.default_rng(config.seed).permutation(n)
+
+
+def split_of_rows(n: int, config: PrepareConfig) -> np.ndarray:
+    """Per row of the file: 0 train, 1 valid, 2 test (the random split, as int8)."""
+    which = np.empty(n, dtype=np.int8)
+    for code, idx in enumerate(_cut(random_order(n, config), config).values()):
+        which[idx] = code
+    return which
+
+
+def _cut(order: np.ndarray, config: PrepareConfig) -> dict[str, np.ndarray]:
+    n = len(order)
     n_train = int(round(config.fractions[0] * n))
     n_valid = int(round(config.fractions[1] * n))
-    parts = {
+    return {
         "train": order[:n_train],
         "valid": order[n_train:n_train + n_valid],
         "test": order[n_train + n_valid:],
     }
-    if config.split == "random":
-        # file order inside a split does not matter (loaders shuffle); sorted gathers are faster
-        parts = {k: np.sort(v) for k, v in parts.items()}
-    return parts
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -298,18 +347,24 @@ def _write_split(
     table = pa.table(data)
     for part, start in enumerate(range(0, max(len(idx), 1), rows_per_shard)):
         rel = f"{split}/part-{part:05d}.parquet"
-        pq.write_table(
-            table.slice(start, rows_per_shard), root / rel, row_group_size=65536,
-            compression=config.compression,
-            use_dictionary=config.compression != "none",  # ids are already compact codes
-        )
+        write_shard(root / rel, table.slice(start, rows_per_shard), config)
         files.append(rel)
     return files
 
 
-def _workers() -> int:
+def write_shard(path: Path, table: pa.Table, config: PrepareConfig) -> None:
+    """One parquet shard of a split (the same layout from both prepare paths)."""
+    pq.write_table(
+        table, path, row_group_size=65536, compression=config.compression,
+        use_dictionary=config.compression != "none",  # ids are already compact codes
+    )
+
+
+def workers() -> int:
+    """Threads for column-parallel work (numpy / pyarrow release the GIL)."""
     return max(1, min(8, os.cpu_count() or 1))
 
 
 def _safe(name: str) -> str:
+    # a field name as a file name
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -7,16 +7,20 @@ and what to do. Categorical columns are parsed as plain strings.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from adass_ray.data.schema import LabelRule, RawData, Schema
+from adass_ray.data.schema import LabelRule, RawData, RawStream, Schema
 from adass_ray.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -29,10 +33,13 @@ AVAZU_CATEGORICAL = (
     "app_category", "device_id", "device_ip", "device_model", "device_type", "device_conn_type",
     "C14", "C15", "C16", "C17", "C18", "C19", "C20", "C21",
 )
+R = TypeVar("R", RawData, RawStream)
 FORMATS = ("criteo", "avazu", "csv", "parquet")
 # categorical text is read as plain strings: dictionary-encoding the whole column once
 # afterwards is much faster than unifying per-block dictionaries
 _CAT = pa.string()
+# bytes per parsed block (one record batch); large enough that per-batch work is amortized
+BLOCK_SIZE = 16 << 20
 
 
 def read_input(path: str | Path, fmt: str, schema: Schema | None = None) -> RawData:
@@ -57,18 +64,38 @@ def read_input(path: str | Path, fmt: str, schema: Schema | None = None) -> RawD
     return read_csv(path, schema) if fmt == "csv" else read_parquet(path, schema)
 
 
+def open_input(path: str | Path, fmt: str, schema: Schema | None = None) -> RawData | RawStream:
+    """As :func:`read_input`, but text formats come back as a :class:`RawStream` so prepare can
+    read them in bounded memory (parquet is read whole)."""
+    path = Path(path)
+    if fmt not in ("criteo", "avazu", "csv"):
+        return read_input(path, fmt, schema)
+    if fmt == "criteo":
+        return stream_criteo(path)
+    if fmt == "avazu":
+        return stream_avazu(path)
+    if schema is None:
+        raise ConfigError("--format csv needs --schema FILE naming the label and feature columns")
+    return stream_csv(path, schema)
+
+
 def read_criteo(path: str | Path) -> RawData:
     """Criteo display-advertising TSV: label, I1..I13 (integers, may be empty), C1..C26."""
+    return stream_criteo(path).read_all()
+
+
+def stream_criteo(path: str | Path, *, block_size: int = BLOCK_SIZE) -> RawStream:
+    """:func:`read_criteo` as a stream of record batches (for prepare in bounded memory)."""
     path = Path(path)
     _check_file(path)
     types: dict[str, pa.DataType] = {"label": pa.float64()}
     types.update({c: pa.int64() for c in CRITEO_NUMERIC})
     types.update({c: _CAT for c in CRITEO_CATEGORICAL})
-    table = _read_csv(
-        path,
-        read_options=pacsv.ReadOptions(column_names=list(CRITEO_COLUMNS)),
-        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
-        convert_options=pacsv.ConvertOptions(
+    options = _CsvOptions(
+        read=pacsv.ReadOptions(column_names=list(CRITEO_COLUMNS), block_size=block_size),
+        # no quoting in Criteo files, so newlines count rows exactly
+        parse=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+        convert=pacsv.ConvertOptions(
             column_types=types, null_values=[""], strings_can_be_null=True
         ),
         names=CRITEO_COLUMNS,
@@ -79,38 +106,62 @@ def read_criteo(path: str | Path) -> RawData:
         numeric=CRITEO_NUMERIC,
         numeric_bucketing="log2",
     )
-    return RawData(name=path.stem, table=table, schema=schema, metadata={"format": "criteo"})
+    return RawStream(
+        name=path.stem, schema=schema, batches=lambda: _iter_csv(path, options),
+        count_rows=lambda: _count_lines(path, header=False), metadata={"format": "criteo"},
+    )
 
 
 def read_avazu(path: str | Path) -> RawData:
     """Avazu CSV with header; ``hour`` (YYMMDDHH) becomes hour-of-day and weekday fields."""
+    return stream_avazu(path).read_all()
+
+
+def stream_avazu(path: str | Path, *, block_size: int = BLOCK_SIZE) -> RawStream:
+    """:func:`read_avazu` as a stream of record batches."""
     path = Path(path)
     _check_file(path)
     types: dict[str, pa.DataType] = {"click": pa.float64(), "hour": pa.int64()}
     types.update({c: _CAT for c in AVAZU_CATEGORICAL})
-    table = _read_csv(
-        path,
-        read_options=pacsv.ReadOptions(),
-        parse_options=pacsv.ParseOptions(delimiter=","),
-        convert_options=pacsv.ConvertOptions(
-            column_types=types, null_values=[""], strings_can_be_null=True
-        ),
-    )
     need = ["click", "hour", *AVAZU_CATEGORICAL]
-    missing = [c for c in need if c not in table.column_names]
+    with path.open("rb") as fh:
+        header = fh.readline().decode("utf-8", errors="replace").rstrip("\r\n").split(",")
+    missing = [c for c in need if c not in header]
     if missing:
         raise DataError(f"{path}: not an Avazu file: missing column(s) {', '.join(missing)}")
-    hour = table["hour"]
-    day = pc.divide(hour, 100)  # YYMMDD (integer division of int64)
-    date = pc.strptime(pc.cast(day, pa.string()), format="%y%m%d", unit="s", error_is_null=True)
-    table = table.append_column("hour_of_day", pc.subtract(hour, pc.multiply(day, 100)))
-    table = table.append_column("weekday", pc.day_of_week(date))
+    options = _CsvOptions(
+        read=pacsv.ReadOptions(block_size=block_size),
+        parse=pacsv.ParseOptions(delimiter=","),
+        convert=pacsv.ConvertOptions(
+            column_types=types, include_columns=need, null_values=[""], strings_can_be_null=True
+        ),
+        names=tuple(header),
+    )
     schema = Schema(
         label="click",
         categorical=(*AVAZU_CATEGORICAL, "hour_of_day", "weekday"),
         time="hour",
     )
-    return RawData(name=path.stem, table=table, schema=schema, metadata={"format": "avazu"})
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in _iter_csv(path, options):
+            hour = batch.column("hour")
+            day = pc.divide(hour, 100)  # YYMMDD (integer division of int64)
+            date = pc.strptime(
+                pc.cast(day, pa.string()), format="%y%m%d", unit="s", error_is_null=True
+            )
+            extra = {
+                "hour_of_day": pc.subtract(hour, pc.multiply(day, 100)),
+                "weekday": pc.day_of_week(date),
+            }
+            yield pa.RecordBatch.from_arrays(
+                [*batch.columns, *extra.values()], names=[*batch.schema.names, *extra]
+            )
+
+    return RawStream(
+        name=path.stem, schema=schema, batches=batches,
+        count_rows=lambda: _count_lines(path, header=True), metadata={"format": "avazu"},
+    )
 
 
 def read_csv(path: str | Path, schema: Schema, *, delimiter: str | None = None) -> RawData:
@@ -118,6 +169,14 @@ def read_csv(path: str | Path, schema: Schema, *, delimiter: str | None = None) 
 
     The delimiter is sniffed from the header (tab, comma, semicolon or pipe) unless given.
     """
+    return stream_csv(path, schema, delimiter=delimiter).read_all()
+
+
+def stream_csv(
+    path: str | Path, schema: Schema, *, delimiter: str | None = None,
+    block_size: int = BLOCK_SIZE,
+) -> RawStream:
+    """:func:`read_csv` as a stream of record batches."""
     path = Path(path)
     _check_file(path)
     with path.open("rb") as fh:
@@ -131,19 +190,22 @@ def read_csv(path: str | Path, schema: Schema, *, delimiter: str | None = None) 
     types.update({c: pa.string() for c in schema.multi_valued})
     rule_col = schema.label_rule.column if schema.label_rule else None
     types[rule_col or schema.label] = pa.float64()
-    table = _read_csv(
-        path,
-        read_options=pacsv.ReadOptions(),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter),
-        convert_options=pacsv.ConvertOptions(
+    options = _CsvOptions(
+        read=pacsv.ReadOptions(block_size=block_size),
+        parse=pacsv.ParseOptions(delimiter=delimiter),
+        convert=pacsv.ConvertOptions(
             column_types=types,
             include_columns=schema.required_columns,
             null_values=["", "NA", "NaN", "null", "NULL"],
             strings_can_be_null=True,
         ),
-        names=header,
+        names=tuple(header),
     )
-    return RawData(name=path.stem, table=table, schema=schema, metadata={"format": "csv"})
+    # quoted fields may hold newlines: the count is then wrong, prepare notices and reads whole
+    return RawStream(
+        name=path.stem, schema=schema, batches=lambda: _iter_csv(path, options),
+        count_rows=lambda: _count_lines(path, header=True), metadata={"format": "csv"},
+    )
 
 
 def read_parquet(path: str | Path, schema: Schema) -> RawData:
@@ -168,18 +230,13 @@ def read_parquet(path: str | Path, schema: Schema) -> RawData:
     return RawData(name=path.stem, table=table, schema=schema, metadata={"format": "parquet"})
 
 
-def with_label_rule(raw: RawData, rule: str | None) -> RawData:
+def with_label_rule(raw: R, rule: str | None) -> R:
     """Return ``raw`` with its schema's label rule replaced by ``rule`` (from the CLI)."""
     if not rule:
         return raw
-    parsed = LabelRule.parse(rule)
-    sch = raw.schema
-    new = Schema(
-        label=sch.label, categorical=sch.categorical, numeric=sch.numeric,
-        multi_valued=sch.multi_valued, label_rule=parsed, time=sch.time,
-        numeric_bucketing=sch.numeric_bucketing, min_count=sch.min_count,
+    return dataclasses.replace(
+        raw, schema=dataclasses.replace(raw.schema, label_rule=LabelRule.parse(rule))
     )
-    return RawData(name=raw.name, table=raw.table, schema=new, metadata=raw.metadata)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -192,26 +249,38 @@ def _check_file(path: Path) -> None:
         raise DataError(f"input {path} is empty")
 
 
-def _read_csv(
-    path: Path,
-    *,
-    read_options: pacsv.ReadOptions,
-    parse_options: pacsv.ParseOptions,
-    convert_options: pacsv.ConvertOptions,
-    names: list[str] | tuple[str, ...] | None = None,
-) -> pa.Table:
+@dataclass(frozen=True)
+class _CsvOptions:
+    read: pacsv.ReadOptions
+    parse: pacsv.ParseOptions
+    convert: pacsv.ConvertOptions
+    names: tuple[str, ...]
+
+
+def _iter_csv(path: Path, options: _CsvOptions) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``path``; pyarrow reads and parses the next block in the background."""
     try:
-        table = pacsv.read_csv(
-            path, read_options=read_options, parse_options=parse_options,
-            convert_options=convert_options,
+        reader = pacsv.open_csv(
+            path, read_options=options.read, parse_options=options.parse,
+            convert_options=options.convert,
         )
+        for batch in reader:
+            if batch.num_rows:
+                yield batch
     except pa.ArrowInvalid as e:
-        raise DataError(_explain_csv_error(path, e, names)) from None
+        raise DataError(_explain_csv_error(path, e, options.names)) from None
     except (pa.ArrowKeyError, KeyError) as e:
         raise DataError(f"{path}: {_first_line(e)}") from None
-    if table.num_rows == 0:
-        raise DataError(f"input {path} has no data rows")
-    return table
+
+
+def _count_lines(path: Path, *, header: bool) -> int:
+    """Rows of a text file by counting newlines (blank lines, quoted newlines overcount)."""
+    n, last = 0, b"\n"
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 24):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n") - int(header)
 
 
 def _explain_csv_error(path: Path, e: Exception, names: list[str] | tuple[str, ...] | None) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
-from adass_ray.errors import ConfigError
+from adass_ray.errors import ConfigError, DataError
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,
@@ -205,3 +205,33 @@ class RawData:
     table: pa.Table
     schema: Schema
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawStream:
+    """A raw text file read as a stream of record batches (what prepare uses in bounded memory).
+
+    Attributes:
+        name: dataset name (the file's stem).
+        schema: roles of the columns.
+        batches: opens a fresh pass over the rows; each batch holds the schema's required columns.
+        count_rows: a cheap row count taken before parsing (newlines), or ``None`` when unknown;
+            prepare checks it against the rows actually parsed.
+        metadata: as :attr:`RawData.metadata`.
+    """
+
+    name: str
+    schema: Schema
+    batches: Callable[[], Iterator[pa.RecordBatch]]
+    count_rows: Callable[[], int | None]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def read_all(self) -> RawData:
+        """The whole file as one table (for what the streaming path does not cover)."""
+        batches = list(self.batches())
+        if not batches:
+            raise DataError(f"input {self.name} has no data rows")
+        table = pa.Table.from_batches(batches)
+        if table.num_rows == 0:
+            raise DataError(f"input {self.name} has no data rows")
+        return RawData(name=self.name, table=table, schema=self.schema, metadata=self.metadata)

@@ -1,0 +1,348 @@
+"""Prepare in bounded memory: a :class:`RawStream` → the same dataset :func:`prepare` writes.
+
+The file is parsed once, block by block (pyarrow reads and parses the next block in the
+background while this one is encoded), in two passes over *encoded* data:
+
+1. **fit** — per batch and column (columns in parallel threads): ``dictionary_encode`` the
+   values (categorical text, or the Criteo ``log2`` bucket of a number), count the train rows per
+   dictionary entry with ``bincount``, and fold the counts into a per-field table of
+   (value, train count) merged with ``group_by`` (so memory grows with the number of distinct
+   values, not rows). The encoded batch (int32 codes + the batch's small dictionary, dense
+   values, labels) is spilled to an Arrow IPC stream in the output's temp folder.
+2. **map and write** — vocabularies are fixed (descending train count, ties by text, exactly as
+   :func:`adass_ray.data.encoding.vocab_ids`); each spilled batch's dictionary is mapped to ids
+   with ``index_in`` against the vocabulary, its rows are routed to train/valid/test and written
+   as shards of ``rows_per_shard`` rows.
+
+The random split needs the row count first: it comes from counting newlines (fast); if parsing
+finds a different count (quoted newlines, blank lines), :class:`RowCountMismatch` tells
+:func:`prepare` to fall back to reading the table whole. Memory: one block, the per-field
+(value, count) tables, quantile-bucketed columns' train values, one shard per split being
+filled, and a byte per row for the split.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from adass_ray.data.encoding import float_numpy
+from adass_ray.data.feature_map import SPLITS, FeatureMap, FieldSpec, SplitInfo, dense_column
+from adass_ray.data.io import atomic_output_dir
+from adass_ray.data.prepare import (
+    PrepareConfig,
+    default_min_count,
+    finish,
+    label_values,
+    positive_rate,
+    split_of_rows,
+    workers,
+    write_shard,
+)
+from adass_ray.data.schema import RawStream
+from adass_ray.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+class RowCountMismatch(Exception):
+    """The newline count disagreed with the rows parsed (the split would be wrong)."""
+
+
+@dataclass
+class _Counts:
+    """Train counts per distinct value of one field, merged as batches arrive."""
+
+    parts: list[pa.Table] = field(default_factory=list)
+    merged_rows: int = 0
+    pending_rows: int = 0
+
+    def add(self, dictionary: pa.Array, counts: np.ndarray) -> None:
+        self.parts.append(pa.table({"value": dictionary, "count": pa.array(counts)}))
+        self.pending_rows += len(dictionary)
+        # merge when the unmerged parts outgrow the merged table: amortized linear work
+        if self.pending_rows > max(self.merged_rows, 1 << 18):
+            self._merge()
+
+    def _merge(self) -> None:
+        table = pa.concat_tables(self.parts)
+        if len(self.parts) > 1:
+            table = table.group_by("value").aggregate([("count", "sum")])
+            table = table.rename_columns(["value", "count"])
+        self.parts, self.merged_rows, self.pending_rows = [table], table.num_rows, 0
+
+    def vocab(self, min_count: int) -> tuple[pa.Table, int]:
+        """(vocabulary table ordered as ids 1..V-1, number of distinct values)."""
+        self._merge()
+        table = self.parts[0]
+        counts = table["count"].to_numpy()
+        kept = np.flatnonzero(counts >= max(min_count, 1))
+        values = table["value"].take(pa.array(kept, pa.int64()))
+        text = pc.cast(values, pa.string()).to_numpy(zero_copy_only=False)
+        order = np.lexsort((np.asarray(text, dtype=object).astype(str), -counts[kept]))
+        vocab = pa.table({
+            "id": pa.array(np.arange(1, len(kept) + 1, dtype=np.int32)),
+            "value": values.take(pa.array(order, pa.int64())),
+            "count": pa.array(counts[kept][order].astype(np.int64)),
+        })
+        return vocab, table.num_rows
+
+
+@dataclass
+class _Field:
+    """One feature column's plan and pass-1 state."""
+
+    name: str
+    kind: str  # categorical | log2 | quantile
+    min_count: int
+    counts: _Counts = field(default_factory=_Counts)
+    train_values: list[np.ndarray] = field(default_factory=list)  # quantile fields only
+    lookup: pa.Array | None = None  # vocabulary values in id order (pass 2)
+    edges: np.ndarray | None = None
+    mean: float = 0.0
+    std: float = 1.0
+
+
+def prepare_stream(
+    raw: RawStream, out: str | Path, config: PrepareConfig, *, overwrite: bool = False
+) -> FeatureMap:
+    """Prepare ``raw`` batch by batch (see the module docstring); same result as ``prepare``.
+
+    Raises:
+        RowCountMismatch: the file's newline count is not its row count.
+        DataError: as :func:`adass_ray.data.prepare.prepare`.
+    """
+    schema = raw.schema
+    if config.split != "random" or schema.multi_valued:
+        raise ValueError("prepare_stream handles random splits without multi-valued fields")
+    n = raw.count_rows()
+    if not n:
+        raise RowCountMismatch(f"{raw.name}: no row count before parsing")
+    which = split_of_rows(n, config)
+    default_min = default_min_count(raw, config)
+    fields = [
+        _Field(name=c, min_count=schema.min_count.get(c, default_min),
+               kind=(schema.numeric_bucketing if c in schema.numeric else "categorical"))
+        for c in schema.feature_columns
+    ]
+    t0 = time.perf_counter()
+    with atomic_output_dir(out, overwrite=overwrite) as tmp, \
+            ThreadPoolExecutor(max_workers=workers()) as pool:
+        spill = tmp / ".encoded.arrows"
+        rows = _fit(raw, fields, which, spill, pool)
+        if rows != n:
+            raise RowCountMismatch(f"{raw.name}: {n} lines counted but {rows} rows parsed")
+        specs, vocabs = _fix_vocabularies(fields, config.n_bins)
+        t1 = time.perf_counter()
+        split_info, positives = _write(tmp, spill, fields, which, config, pool)
+        spill.unlink()
+        pos_rate = {s: positive_rate(positives[s], split_info[s].rows) for s in SPLITS}
+        finish(tmp, raw, config, specs, vocabs, split_info, pos_rate, default_min)
+    logger.info("prepared %s: %d rows, %d fields → %s (fit %.2f s, write %.2f s)", raw.name,
+                n, len(specs), out, t1 - t0, time.perf_counter() - t1)
+    return FeatureMap.load(out)
+
+
+# --- pass 1: encode, count, spill ------------------------------------------------------------
+def _fit(
+    raw: RawStream, fields: list[_Field], which: np.ndarray, spill: Path, pool: ThreadPoolExecutor
+) -> int:
+    offset = 0
+    writer: pa.ipc.RecordBatchStreamWriter | None = None
+    try:
+        for batch in raw.batches():
+            if offset == 0:
+                raw.schema.check_columns(batch.schema.names, source=raw.name)
+            end = offset + batch.num_rows
+            if end > len(which):
+                raise RowCountMismatch(f"{raw.name}: more rows than the {len(which)} counted")
+            train = which[offset:end] == 0
+            encoded = list(pool.map(_encode, fields, [batch[f.name] for f in fields],
+                                    [train] * len(fields), [raw.name] * len(fields)))
+            names = [name for cols in encoded for name in cols]
+            arrays = [arr for cols in encoded for arr in cols.values()]
+            names.append("label")
+            arrays.append(pa.array(label_values(batch, raw.schema, raw.name)))
+            out = pa.RecordBatch.from_arrays(arrays, names=names)
+            if writer is None:
+                writer = pa.ipc.new_stream(str(spill), out.schema)
+            writer.write_batch(out)
+            offset = end
+    finally:
+        if writer is not None:
+            writer.close()
+    return offset
+
+
+def _encode(f: _Field, col: pa.Array, train: np.ndarray, source: str) -> dict[str, pa.Array]:
+    """Pass-1 encoding of one column of one batch (counts go into ``f``)."""
+    if f.kind == "categorical":
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        return {f.name: _count(f, pc.dictionary_encode(col), train)}
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        raise DataError(
+            f"numeric column {f.name!r} has type {col.type}; it must hold numbers ({source})"
+        )
+    x = float_numpy(col)
+    missing = np.isnan(x)
+    if f.kind == "quantile":
+        f.train_values.append(x[train & ~missing])
+        return {f.name: pa.array(x)}  # bucketed in pass 2, once the edges are known
+    # the Criteo rule, as encoding.encode_numeric: x > 2 → floor(ln(x)^2), else floor(x)
+    x[missing] = 0.0
+    big = x > 2
+    b = np.floor(x)
+    b[big] = np.floor(np.log(x[big]) ** 2)
+    key = pa.array(b.astype(np.int64), mask=missing)
+    dense = np.log1p(np.abs(x), dtype=np.float32)
+    np.copysign(dense, x, out=dense, casting="unsafe")
+    return {f.name: _count(f, pc.dictionary_encode(key), train),
+            dense_column(f.name): pa.array(dense)}
+
+
+def _count(f: _Field, enc: pa.DictionaryArray, train: np.ndarray) -> pa.DictionaryArray:
+    codes = _codes(enc)
+    fit = codes[train]
+    f.counts.add(enc.dictionary, np.bincount(fit[fit >= 0], minlength=len(enc.dictionary)))
+    return enc
+
+
+def _codes(enc: pa.DictionaryArray) -> np.ndarray:
+    """Dictionary indices as int32 numpy, -1 for null."""
+    idx = enc.indices
+    if idx.null_count:
+        idx = pc.fill_null(idx, -1)
+    return np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.int32)
+
+
+def _fix_vocabularies(
+    fields: list[_Field], n_bins: int
+) -> tuple[list[FieldSpec], dict[str, pa.Table]]:
+    specs: list[FieldSpec] = []
+    vocabs: dict[str, pa.Table] = {}
+    for f in fields:
+        transform: dict[str, Any]
+        if f.kind == "quantile":
+            fit = np.concatenate(f.train_values) if f.train_values else np.empty(0)
+            f.train_values = []
+            if fit.size == 0:
+                raise DataError(f"numeric column {f.name!r} has no values in the train split")
+            f.edges = np.unique(np.quantile(fit, np.linspace(0, 1, n_bins + 1)[1:-1]))
+            f.mean, f.std = float(fit.mean()), float(fit.std()) or 1.0
+            transform = {"type": "quantile", "edges": [float(e) for e in f.edges],
+                         "mean": f.mean, "std": f.std}
+            specs.append(FieldSpec(name=f.name, kind="numeric", vocab_size=len(f.edges) + 2,
+                                   transform=transform))
+            continue
+        table, distinct = f.counts.vocab(f.min_count)
+        f.counts = _Counts()
+        f.lookup = table["value"].combine_chunks()
+        vocabs[f.name] = table.set_column(
+            1, "value", pc.cast(table["value"], pa.string())
+        ).combine_chunks()
+        if f.kind == "log2":
+            transform = {"type": "log2", "min_count": f.min_count, "dense": "sign*log1p|x|"}
+            specs.append(FieldSpec(name=f.name, kind="numeric", vocab_size=table.num_rows + 1,
+                                   transform=transform))
+        else:
+            specs.append(FieldSpec(name=f.name, kind="categorical",
+                                   vocab_size=table.num_rows + 1, distinct=distinct,
+                                   transform={"type": "vocab", "min_count": f.min_count}))
+    return specs, vocabs
+
+
+# --- pass 2: map to ids, route to splits, write shards ---------------------------------------
+def _write(
+    tmp: Path, spill: Path, fields: list[_Field], which: np.ndarray, config: PrepareConfig,
+    pool: ThreadPoolExecutor,
+) -> tuple[dict[str, SplitInfo], dict[str, int]]:
+    shards = {s: _Shards(tmp, s, config) for s in SPLITS}
+    positives = dict.fromkeys(SPLITS, 0)
+    offset = 0
+    with pa.memory_map(str(spill)) as source:
+        for batch in pa.ipc.open_stream(source):
+            end = offset + batch.num_rows
+            cols = list(pool.map(_ids, fields, [batch] * len(fields)))
+            names = [name for c in cols for name in c]
+            arrays = [arr for c in cols for arr in c.values()]
+            names.append("label")
+            arrays.append(batch["label"])
+            table = pa.table(arrays, names=names)
+            part = which[offset:end]
+            label = batch["label"].to_numpy()
+            for code, split in enumerate(SPLITS):
+                rows = np.flatnonzero(part == code)
+                if len(rows):
+                    shards[split].add(table.take(pa.array(rows)))
+                    positives[split] += int(label[rows].sum())
+            offset = end
+    return {s: shards[s].close(table.schema) for s in SPLITS}, positives
+
+
+def _ids(f: _Field, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col = batch[f.name]
+    if f.kind == "quantile":
+        assert f.edges is not None
+        x = col.to_numpy()
+        missing = np.isnan(x)
+        ids = np.where(
+            missing, 0, np.searchsorted(f.edges, np.where(missing, 0, x), side="right") + 1
+        ).astype(np.int32)
+        dense = np.where(missing, 0.0, (x - f.mean) / f.std).astype(np.float32)
+        return {f.name: pa.array(ids), dense_column(f.name): pa.array(dense)}
+    # position of each dictionary entry in the vocabulary (ids are positions + 1), 0 if absent;
+    # the extra last slot is where null codes (-1) land
+    pos = pc.index_in(col.dictionary, value_set=f.lookup)
+    id_of_code = np.append(
+        np.asarray(pc.fill_null(pos, -1).to_numpy(zero_copy_only=False), np.int32) + 1, 0
+    ).astype(np.int32)
+    out = {f.name: pa.array(id_of_code[_codes(col)])}
+    if f.kind == "log2":
+        out[dense_column(f.name)] = batch[dense_column(f.name)]
+    return out
+
+
+class _Shards:
+    """Fills one split's shards of ``rows_per_shard`` rows, as the in-memory path cuts them."""
+
+    def __init__(self, root: Path, split: str, config: PrepareConfig) -> None:
+        self.root, self.split, self.config = root, split, config
+        (root / split).mkdir()
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.files: list[str] = []
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        self.rows += table.num_rows
+        size = self.config.rows_per_shard
+        if self.pending_rows >= size:
+            full = pa.concat_tables(self.pending)
+            start = 0
+            while full.num_rows - start >= size:
+                self._write(full.slice(start, size))
+                start += size
+            rest = full.slice(start)
+            self.pending, self.pending_rows = [rest], rest.num_rows
+
+    def close(self, schema: pa.Schema) -> SplitInfo:
+        if self.pending_rows or not self.files:  # an empty split still gets one (empty) shard
+            rest = pa.concat_tables(self.pending) if self.pending else schema.empty_table()
+            self._write(rest)
+        return SplitInfo(rows=self.rows, files=tuple(self.files))
+
+    def _write(self, table: pa.Table) -> None:
+        rel = f"{self.split}/part-{len(self.files):05d}.parquet"
+        write_shard(self.root / rel, table.combine_chunks(), self.config)
+        self.files.append(rel)
