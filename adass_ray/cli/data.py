@@ -72,7 +72,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from adass_ray.data import readers
     from adass_ray.data.io import check_output_dir
     from adass_ray.data.prepare import PrepareConfig, prepare
-    from adass_ray.data.schema import Schema
+    from adass_ray.data.schema import RawData, RawStream, Schema
 
     if args.smoke_test:
         args.source, args.input, args.rows, args.preset = "synthetic", None, 2000, "tiny"
@@ -102,7 +102,9 @@ def _run_prepare(args: argparse.Namespace) -> int:
                 raise AdassError(f"unknown --source {args.source!r}; choose one of {names}")
             cache = Path(args.cache_dir) if args.cache_dir else None
             archive = Path(args.archive) if args.archive else None
-            raw = sources.BUILTIN_SOURCES[args.source](cache_dir=cache, archive=archive)
+            raw: RawData | RawStream = sources.BUILTIN_SOURCES[args.source](
+                cache_dir=cache, archive=archive
+            )
         else:
             if not args.format:
                 raise AdassError("--input needs --format (criteo, avazu, csv or parquet)")

@@ -33,7 +33,7 @@ AVAZU_CATEGORICAL = (
     "app_category", "device_id", "device_ip", "device_model", "device_type", "device_conn_type",
     "C14", "C15", "C16", "C17", "C18", "C19", "C20", "C21",
 )
-R = TypeVar("R", RawData, RawStream)
+R = TypeVar("R", bound=RawData | RawStream)
 FORMATS = ("criteo", "avazu", "csv", "parquet")
 # categorical text is read as plain strings: dictionary-encoding the whole column once
 # afterwards is much faster than unifying per-block dictionaries
