@@ -38,8 +38,9 @@ FORMATS = ("criteo", "avazu", "csv", "parquet")
 # categorical text is read as plain strings: dictionary-encoding the whole column once
 # afterwards is much faster than unifying per-block dictionaries
 _CAT = pa.string()
-# bytes per parsed block (one record batch); large enough that per-batch work is amortized
-BLOCK_SIZE = 16 << 20
+# bytes per parsed block (one record batch): 1 MiB blocks parse with about 2/3 of the CPU time
+# of 16 MiB ones (they stay in cache); the streaming prepare groups them for encoding
+BLOCK_SIZE = 1 << 20
 
 
 def read_input(path: str | Path, fmt: str, schema: Schema | None = None) -> RawData:

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +54,10 @@ from adass_ray.errors import DataError
 logger = logging.getLogger(__name__)
 
 
+# rows encoded together in pass 1 (a group of parsed blocks)
+GROUP_ROWS = 1 << 17
+
+
 class RowCountMismatch(Exception):
     """The newline count disagreed with the rows parsed (the split would be wrong)."""
 
@@ -60,6 +65,8 @@ class RowCountMismatch(Exception):
 @dataclass
 class _Counts:
     """Train counts per distinct value of one field, merged as batches arrive."""
+
+    MERGE_ROWS: ClassVar[int] = 1 << 18  # merge no more often than this many new entries
 
     parts: list[pa.Table] = field(default_factory=list)
     merged_rows: int = 0
@@ -69,7 +76,7 @@ class _Counts:
         self.parts.append(pa.table({"value": dictionary, "count": pa.array(counts)}))
         self.pending_rows += len(dictionary)
         # merge when the unmerged parts outgrow the merged table: amortized linear work
-        if self.pending_rows > max(self.merged_rows, 1 << 18):
+        if self.pending_rows > max(self.merged_rows, self.MERGE_ROWS):
             self._merge()
 
     def _merge(self) -> None:
@@ -83,17 +90,19 @@ class _Counts:
         """(vocabulary table ordered as ids 1..V-1, number of distinct values)."""
         self._merge()
         table = self.parts[0]
-        counts = table["count"].to_numpy()
-        kept = np.flatnonzero(counts >= max(min_count, 1))
-        values = table["value"].take(pa.array(kept, pa.int64()))
-        text = pc.cast(values, pa.string()).to_numpy(zero_copy_only=False)
-        order = np.lexsort((np.asarray(text, dtype=object).astype(str), -counts[kept]))
+        kept = table.filter(pc.and_(pc.greater_equal(table["count"], max(min_count, 1)),
+                                    pc.is_valid(table["value"])))
+        # descending count, ties by the value's text (as encoding.vocab_ids); values are unique
+        kept = kept.append_column("text", pc.cast(kept["value"], pa.string()))
+        kept = kept.take(pc.sort_indices(
+            kept, sort_keys=[("count", "descending"), ("text", "ascending")]
+        ))
         vocab = pa.table({
-            "id": pa.array(np.arange(1, len(kept) + 1, dtype=np.int32)),
-            "value": values.take(pa.array(order, pa.int64())),
-            "count": pa.array(counts[kept][order].astype(np.int64)),
+            "id": pa.array(np.arange(1, kept.num_rows + 1, dtype=np.int32)),
+            "value": kept["value"],
+            "count": pc.cast(kept["count"], pa.int64()),
         })
-        return vocab, table.num_rows
+        return vocab, table.num_rows - table["value"].null_count
 
 
 @dataclass
@@ -158,19 +167,19 @@ def _fit(
     offset = 0
     writer: pa.ipc.RecordBatchStreamWriter | None = None
     try:
-        for batch in raw.batches():
+        for group in _groups(raw):
             if offset == 0:
-                raw.schema.check_columns(batch.schema.names, source=raw.name)
-            end = offset + batch.num_rows
+                raw.schema.check_columns(group.column_names, source=raw.name)
+            end = offset + group.num_rows
             if end > len(which):
                 raise RowCountMismatch(f"{raw.name}: more rows than the {len(which)} counted")
             train = which[offset:end] == 0
-            encoded = list(pool.map(_encode, fields, [batch[f.name] for f in fields],
+            encoded = list(pool.map(_encode, fields, [group[f.name] for f in fields],
                                     [train] * len(fields), [raw.name] * len(fields)))
             names = [name for cols in encoded for name in cols]
             arrays = [arr for cols in encoded for arr in cols.values()]
             names.append("label")
-            arrays.append(pa.array(label_values(batch, raw.schema, raw.name)))
+            arrays.append(pa.array(label_values(group, raw.schema, raw.name)))
             out = pa.RecordBatch.from_arrays(arrays, names=names)
             if writer is None:
                 writer = pa.ipc.new_stream(str(spill), out.schema)
@@ -182,37 +191,89 @@ def _fit(
     return offset
 
 
-def _encode(f: _Field, col: pa.Array, train: np.ndarray, source: str) -> dict[str, pa.Array]:
-    """Pass-1 encoding of one column of one batch (counts go into ``f``)."""
+def _groups(raw: RawStream) -> Iterator[pa.Table]:
+    """The parsed blocks, grouped into tables of about :data:`GROUP_ROWS` rows.
+
+    Small blocks parse fastest (they stay in cache); grouping them keeps the per-call overhead
+    of encoding low without copying: a group's columns are chunked arrays of the blocks.
+    """
+    group: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in raw.batches():
+        group.append(batch)
+        rows += batch.num_rows
+        if rows >= GROUP_ROWS:
+            yield pa.Table.from_batches(group)
+            group, rows = [], 0
+    if group:
+        yield pa.Table.from_batches(group)
+
+
+def _encode(
+    f: _Field, col: pa.ChunkedArray, train: np.ndarray, source: str
+) -> dict[str, pa.Array]:
+    """Pass-1 encoding of one column of one group (counts go into ``f``)."""
     if f.kind == "categorical":
         if pa.types.is_dictionary(col.type):
-            col = col.dictionary_decode()
-        return {f.name: _count(f, pc.dictionary_encode(col), train)}
+            col = pc.cast(col, col.type.value_type)
+        return {f.name: _count(f, _dictionary_encode(col), train)}
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise DataError(
             f"numeric column {f.name!r} has type {col.type}; it must hold numbers ({source})"
         )
-    x = float_numpy(col)
-    missing = np.isnan(x)
     if f.kind == "quantile":
-        f.train_values.append(x[train & ~missing])
+        x = float_numpy(col)
+        f.train_values.append(x[train & ~np.isnan(x)])
         return {f.name: pa.array(x)}  # bucketed in pass 2, once the edges are known
     # the Criteo rule, as encoding.encode_numeric: x > 2 → floor(ln(x)^2), else floor(x)
-    x[missing] = 0.0
-    big = x > 2
-    b = np.floor(x)
-    b[big] = np.floor(np.log(x[big]) ** 2)
-    key = pa.array(b.astype(np.int64), mask=missing)
-    dense = np.log1p(np.abs(x), dtype=np.float32)
+    if pa.types.is_integer(col.type):  # integers (Criteo): no float round trip for the keys
+        missing = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        b = np.array(pc.fill_null(col, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        x = b.astype(np.float64)
+        big = b > 2
+    else:
+        x = float_numpy(col)
+        missing = np.isnan(x)
+        x[missing] = 0.0
+        big = x > 2
+        b = np.floor(x).astype(np.int64)
+    b[big] = np.floor(np.log(x[big]) ** 2).astype(np.int64)
+    dense = np.log1p(np.abs(x), dtype=np.float32)  # 0 where missing
     np.copysign(dense, x, out=dense, casting="unsafe")
-    return {f.name: _count(f, pc.dictionary_encode(key), train),
+    return {f.name: _count(f, _int_encode(b, missing), train),
             dense_column(f.name): pa.array(dense)}
 
 
+def _int_encode(b: np.ndarray, missing: np.ndarray) -> pa.DictionaryArray:
+    """Dictionary-encode int64 bucket keys; a small range is an offset, not a hash."""
+    present = b[~missing]
+    lo, hi = (int(present.min()), int(present.max())) if present.size else (0, 0)
+    if hi - lo >= 1 << 16:
+        return _dictionary_encode(pa.chunked_array([pa.array(b, mask=missing)]))
+    # missing values get the last dictionary slot, a null (as null_encoding="encode" does)
+    codes = np.where(missing, hi - lo + 1, b - lo).astype(np.int32)
+    keys = np.arange(lo, hi + 2, dtype=np.int64)
+    null_last = np.zeros(len(keys), dtype=bool)
+    null_last[-1] = True
+    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(keys, mask=null_last))
+
+
+def _dictionary_encode(col: pa.ChunkedArray) -> pa.DictionaryArray:
+    """One dictionary for all chunks (pyarrow encodes them with one hash table).
+
+    Nulls are encoded as a dictionary entry, so the indices have no validity bitmap and pass to
+    numpy without a copy; the null entry is never a vocabulary value (ids map it to OOV).
+    """
+    enc = pc.dictionary_encode(col, null_encoding="encode")
+    if enc.num_chunks == 0:
+        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], col.type))
+    dictionary = enc.chunk(enc.num_chunks - 1).dictionary  # the last chunk's holds every value
+    indices = pa.concat_arrays([c.indices for c in enc.chunks])
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
+
+
 def _count(f: _Field, enc: pa.DictionaryArray, train: np.ndarray) -> pa.DictionaryArray:
-    codes = _codes(enc)
-    fit = codes[train]
-    f.counts.add(enc.dictionary, np.bincount(fit[fit >= 0], minlength=len(enc.dictionary)))
+    f.counts.add(enc.dictionary, np.bincount(_codes(enc)[train], minlength=len(enc.dictionary)))
     return enc
 
 
@@ -299,8 +360,8 @@ def _ids(f: _Field, batch: pa.RecordBatch) -> dict[str, pa.Array]:
         ).astype(np.int32)
         dense = np.where(missing, 0.0, (x - f.mean) / f.std).astype(np.float32)
         return {f.name: pa.array(ids), dense_column(f.name): pa.array(dense)}
-    # position of each dictionary entry in the vocabulary (ids are positions + 1), 0 if absent;
-    # the extra last slot is where null codes (-1) land
+    # position of each dictionary entry in the vocabulary (ids are positions + 1), 0 if absent
+    # (the null entry included); the extra last slot is where null codes (-1), if any, land
     pos = pc.index_in(col.dictionary, value_set=f.lookup)
     id_of_code = np.append(
         np.asarray(pc.fill_null(pos, -1).to_numpy(zero_copy_only=False), np.int32) + 1, 0

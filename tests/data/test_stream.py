@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from adass_ray.data import stream
 from adass_ray.data.feature_map import SPLITS, FeatureMap
 from adass_ray.data.prepare import PrepareConfig, prepare
 from adass_ray.data.readers import (
@@ -29,6 +30,13 @@ from adass_ray.errors import DataError
 from .helpers import write_criteo
 
 SMALL_BLOCKS = 1 << 14  # ~60 Criteo rows per batch: many batches, many dictionary merges
+
+
+@pytest.fixture(autouse=True)
+def _small_groups(monkeypatch):
+    # many encoding groups (and dictionary merges) even in small files
+    monkeypatch.setattr(stream, "GROUP_ROWS", 256)
+    monkeypatch.setattr(stream._Counts, "MERGE_ROWS", 300)
 
 
 def _table(out: Path, fmap: FeatureMap, split: str) -> pa.Table:
