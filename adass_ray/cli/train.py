@@ -31,6 +31,7 @@ def add_train(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.add_argument("--resume", action="store_true", help="continue the run already in --out")
     p.add_argument("--smoke-test", action="store_true", help="a tiny run in seconds")
+    _add_dry_run(p)
     if not supernet:
         g = p.add_mutually_exclusive_group()
         g.add_argument("--sizes", help="sizes.json (field → size) from a search")
@@ -53,6 +54,9 @@ def _run_train(args: argparse.Namespace) -> int:
         if not args.smoke_test:
             raise AdassError("--data is required (or --smoke-test for tiny synthetic data)")
         data = smoke.smoke_data(Path(args.out))
+    if args.dry_run:
+        return _dry_run(data, cfg, args.kind, getattr(args, "sizes", None),
+                        getattr(args, "uniform", None))
     result = stage_train(
         data=data,
         out=Path(args.out),
@@ -92,6 +96,7 @@ def add_retrain(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", help="YAML file with TrainConfig keys")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    _add_dry_run(p)
     add_tracking_args(p)
     p.set_defaults(handler=_run_retrain)
 
@@ -102,6 +107,8 @@ def _run_retrain(args: argparse.Namespace) -> int:
     from adass_ray.train.config import TrainConfig
 
     cfg = configio.load(TrainConfig, args.config, args.overrides)
+    if args.dry_run:
+        return _dry_run(Path(args.data), cfg, "fixed", args.sizes, args.uniform)
     summary = stage_retrain(
         data=Path(args.data),
         out=Path(args.out),
@@ -120,4 +127,28 @@ def _run_retrain(args: argparse.Namespace) -> int:
         f"({', '.join(f'{v:.4f}' for v in summary['test_auc'])})"
     )
     print(f"summary: {Path(args.out) / 'summary.json'}")
+    return 0
+
+
+def _add_dry_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="check the config and print the memory each worker will need; train nothing",
+    )
+
+
+def _dry_run(data: Path, cfg: object, kind: str, sizes: str | None, uniform: int | None) -> int:
+    """Print the memory plan; exit 2 (one line) when a worker would not fit."""
+    from adass_ray.stages.train import memory_plan
+    from adass_ray.train.config import TrainConfig
+    from adass_ray.train.memory import available_per_worker, check_fits
+
+    assert isinstance(cfg, TrainConfig)
+    plan = memory_plan(data=data, cfg=cfg, kind=kind, sizes_file=sizes, uniform=uniform)
+    available = available_per_worker(cfg)
+    print(plan.summary())
+    print("\n".join(plan.table()))
+    print(f"  {'available':<16} {available / (1 << 30):>6.2f} GiB per worker")
+    check_fits(plan, available)
+    print("fits: the run would start (nothing was trained: --dry-run)")
     return 0

@@ -21,6 +21,7 @@ from adass_ray.errors import AdassError, ConfigError
 from adass_ray.search.export import read_sizes
 from adass_ray.tracking import TrackingSpec
 from adass_ray.train.config import TrainConfig, validate
+from adass_ray.train.memory import MemoryPlan, available_per_worker, check_fits, plan_memory
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,19 @@ def fixed_sizes(
     if uniform is not None and uniform < 1:
         raise ConfigError(f"--uniform must be >= 1, got {uniform}")
     return (uniform or cfg.model.d,) * fm.num_fields
+
+
+def memory_plan(
+    *, data: Path, cfg: TrainConfig, kind: str, sizes_file: str | None = None,
+    uniform: int | None = None,
+) -> MemoryPlan:
+    """What one worker of this run will hold (``--dry-run``), after the driver-side checks."""
+    fm = FeatureMap.load(data)
+    validate(fm, cfg, kind)
+    sizes = None
+    if kind == "fixed":
+        sizes = fixed_sizes(fm, cfg, sizes_file=sizes_file, uniform=uniform)
+    return plan_memory(fm, cfg, kind, sizes)
 
 
 def train(
@@ -66,6 +80,9 @@ def train(
     validate(fm, cfg, kind)
     if kind == "fixed" and sizes is None:
         sizes = fixed_sizes(fm, cfg, sizes_file=sizes_file, uniform=uniform)
+    plan = plan_memory(fm, cfg, kind, sizes)
+    logger.info("%s", plan.summary())
+    check_fits(plan, available_per_worker(cfg))  # before Ray or any worker starts
     if out.exists() and (out / ".ray").exists() and not resume:
         raise AdassError(
             f"{out} already holds a training run; pass --resume to continue it "

@@ -39,6 +39,8 @@ class TrainConfig:
         bf16: on CUDA, run the backbone of a training step under bfloat16 autocast (embeddings,
             unifiers, loss, optimizer and every evaluation stay float32); no effect on a CPU.
             Off by default until a GPU run has measured its speed and quality.
+        memory_per_worker_gb: memory one worker may use, for the check before training
+            (0: this machine's available memory shared by the workers).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -57,6 +59,7 @@ class TrainConfig:
     eval_rows: int | None = None
     max_failures: int = 2
     bf16: bool = False
+    memory_per_worker_gb: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -70,6 +73,7 @@ class TrainConfig:
             (self.num_workers >= 1, f"num_workers must be >= 1, got {self.num_workers}"),
             (self.cpus_per_worker > 0, f"cpus_per_worker must be > 0, got {self.cpus_per_worker}"),
             (self.model.d >= 1, f"model.d must be >= 1, got {self.model.d}"),
+            (self.memory_per_worker_gb >= 0, "memory_per_worker_gb must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
