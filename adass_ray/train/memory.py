@@ -111,7 +111,8 @@ def plan_memory(
     params = (tables + network) * FLOAT
     batch = max(1, cfg.batch_size // cfg.num_workers)
     widest = max(cands) if kind == "supernet" else max(sizes or (d,))
-    touched = batch * nf * widest * FLOAT * 2  # sparse gradient values + their coalesced copy
+    # sparse gradient values + their coalesced copy, never more than the tables themselves
+    touched = min(batch * nf * widest * FLOAT * 2, tables * FLOAT)
     grads = network * FLOAT + (touched if m.sparse else tables * FLOAT)
     parts = (
         ("parameters", params),
