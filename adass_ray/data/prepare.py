@@ -354,10 +354,16 @@ def _write_split(
 
 def write_shard(path: Path, table: pa.Table, config: PrepareConfig) -> None:
     """One parquet shard of a split (the same layout from both prepare paths)."""
-    pq.write_table(
-        table, path, row_group_size=65536, compression=config.compression,
-        use_dictionary=config.compression != "none",  # ids are already compact codes
-    )
+    pq.write_table(table, path, row_group_size=ROW_GROUP, **parquet_options(config))
+
+
+ROW_GROUP = 65536
+
+
+def parquet_options(config: PrepareConfig) -> dict[str, Any]:
+    """Parquet writer options of the shards (both prepare paths)."""
+    # ids are already compact codes: dictionary pages only help with a codec
+    return {"compression": config.compression, "use_dictionary": config.compression != "none"}
 
 
 def workers() -> int:

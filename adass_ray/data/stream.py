@@ -18,7 +18,7 @@ The random split needs the row count first: it comes from counting newlines (fas
 finds a different count (quoted newlines, blank lines), :class:`RowCountMismatch` tells
 :func:`prepare` to fall back to reading the table whole. Memory: one block, the per-field
 (value, count) tables, quantile-bucketed columns' train values, one shard per split being
-filled, and a byte per row for the split.
+written, and a byte per row for the split.
 """
 
 from __future__ import annotations
@@ -34,15 +34,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from adass_ray.data.encoding import float_numpy
 from adass_ray.data.feature_map import SPLITS, FeatureMap, FieldSpec, SplitInfo, dense_column
 from adass_ray.data.io import atomic_output_dir
 from adass_ray.data.prepare import (
+    ROW_GROUP,
     PrepareConfig,
     default_min_count,
     finish,
     label_values,
+    parquet_options,
     positive_rate,
     split_of_rows,
     workers,
@@ -373,37 +376,37 @@ def _ids(f: _Field, batch: pa.RecordBatch) -> dict[str, pa.Array]:
 
 
 class _Shards:
-    """Fills one split's shards of ``rows_per_shard`` rows, as the in-memory path cuts them."""
+    """Writes one split's shards of ``rows_per_shard`` rows (as the in-memory path cuts them),
+    appending each group's rows to the open shard so that no shard is held in memory."""
 
     def __init__(self, root: Path, split: str, config: PrepareConfig) -> None:
         self.root, self.split, self.config = root, split, config
         (root / split).mkdir()
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
+        self.writer: pq.ParquetWriter | None = None
+        self.in_shard = 0
         self.files: list[str] = []
         self.rows = 0
 
     def add(self, table: pa.Table) -> None:
-        self.pending.append(table)
-        self.pending_rows += table.num_rows
-        self.rows += table.num_rows
-        size = self.config.rows_per_shard
-        if self.pending_rows >= size:
-            full = pa.concat_tables(self.pending)
-            start = 0
-            while full.num_rows - start >= size:
-                self._write(full.slice(start, size))
-                start += size
-            rest = full.slice(start)
-            self.pending, self.pending_rows = [rest], rest.num_rows
+        start, size = 0, self.config.rows_per_shard
+        while start < table.num_rows:
+            if self.writer is None:
+                rel = f"{self.split}/part-{len(self.files):05d}.parquet"
+                self.writer = pq.ParquetWriter(self.root / rel, table.schema,
+                                               **parquet_options(self.config))
+                self.files.append(rel)
+            take = min(size - self.in_shard, table.num_rows - start)
+            self.writer.write_table(table.slice(start, take), row_group_size=ROW_GROUP)
+            start, self.in_shard, self.rows = start + take, self.in_shard + take, self.rows + take
+            if self.in_shard == size:
+                self.writer.close()
+                self.writer, self.in_shard = None, 0
 
     def close(self, schema: pa.Schema) -> SplitInfo:
-        if self.pending_rows or not self.files:  # an empty split still gets one (empty) shard
-            rest = pa.concat_tables(self.pending) if self.pending else schema.empty_table()
-            self._write(rest)
+        if self.writer is not None:
+            self.writer.close()
+        if not self.files:  # an empty split still gets one (empty) shard
+            rel = f"{self.split}/part-00000.parquet"
+            write_shard(self.root / rel, schema.empty_table(), self.config)
+            self.files.append(rel)
         return SplitInfo(rows=self.rows, files=tuple(self.files))
-
-    def _write(self, table: pa.Table) -> None:
-        rel = f"{self.split}/part-{len(self.files):05d}.parquet"
-        write_shard(self.root / rel, table.combine_chunks(), self.config)
-        self.files.append(rel)

@@ -15,6 +15,9 @@ parameters and ``N`` the rest of the network (unifiers, LayerNorms, backbone):
 * **data**: the worker's train slice and the validation/test rows as int32 ids + float32 dense
   values and labels.
 * **activations**: a step's batch (and an evaluation batch), estimated from widths.
+* **runtime**: what a training process holds beyond an idle one with torch imported (allocator
+  pools, thread pools, parquet reading): :data:`RUNTIME`, measured with
+  ``bench/memory_model.py`` on a small model.
 
 :func:`plan_memory` computes it without building tables; :func:`check_fits` refuses a run that
 will not fit in one line naming the figure and the ways out. The process itself (Python, torch,
@@ -35,6 +38,9 @@ EVAL_BATCH = 16_384
 # resident memory of an idle worker process with torch imported (not part of the plan's figure)
 PROCESS_BASE = 400 << 20
 GIB = 1 << 30
+# a training process's memory beyond an idle process with torch imported, whatever the model
+# (bench/memory_model.py: about 0.12-0.16 GiB when the tables are negligible)
+RUNTIME = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ def plan_memory(
         ("model file", 2 * params),
         ("data", _data_bytes(fm, cfg)),
         ("activations", _activation_bytes(fm, cfg, batch)),
+        ("runtime", RUNTIME),
     )
     return MemoryPlan(kind=kind, workers=cfg.num_workers, sparse=m.sparse, table_params=tables,
                       network_params=network, parts=parts)
