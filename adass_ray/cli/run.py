@@ -25,6 +25,11 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig overrides")
     p.add_argument("--smoke-test", action="store_true", help="tiny synthetic data and a tiny run")
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="prepare the data, print the supernet's and the retrained models' memory per "
+        "worker and stop",
+    )
     add_tracking_args(p)
     p.set_defaults(handler=_run_pipeline)
 
@@ -41,6 +46,8 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         overrides = [*smoke.TRAIN, *overrides]
         search_overrides = list(smoke.PIPELINE_SEARCH)
         seeds = min(seeds, smoke.PIPELINE_SEEDS)
+    if args.dry_run:
+        return _dry_run(args, overrides)
     result = pipeline.run(
         source=args.source,
         out=args.out,
@@ -180,4 +187,29 @@ def _run_report(args: argparse.Namespace) -> int:
         f"report: {Path(args.out) / 'report.md'}  "
         "(results.json, auc_vs_params.png, sizes_heatmap.png)"
     )
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Prepare the data (the pipeline's first stage), then print both training plans."""
+    from adass_ray import configio
+    from adass_ray.stages import pipeline
+    from adass_ray.train.config import TrainConfig
+    from adass_ray.train.memory import available_per_worker, check_fits, plan_memory
+
+    rows = smoke.PIPELINE_ROWS if args.smoke_test else 100_000
+    fm = pipeline.prepare_source(args.source, Path(args.out) / "data", seed=args.seed, rows=rows)
+    cfg = configio.load(TrainConfig, args.config or pipeline.default_config(args.source),
+                        [f"seed={args.seed}", *overrides])
+    available = available_per_worker(cfg)
+    # by default the searched sizes cost a fraction of the uniform baseline, so its plan bounds
+    # both retraining stages
+    plans = [plan_memory(fm, cfg, "supernet"),
+             plan_memory(fm, cfg, "fixed", (cfg.model.d,) * fm.num_fields)]
+    for plan in plans:
+        print(plan.summary())
+    print(f"available ≈ {available / (1 << 30):.2f} GiB per worker")
+    for plan in plans:
+        check_fits(plan, available)
+    print("fits: the pipeline would start (nothing was trained: --dry-run)")
     return 0

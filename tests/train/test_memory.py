@@ -86,3 +86,11 @@ def test_dry_run_prints_the_plan_and_refuses_before_any_worker(data, tmp_path, c
     assert len(err.splitlines()) == 1 and "per worker" in err
     assert not out.exists()  # refused before the output folder or Ray
     assert GIB == 1 << 30
+
+
+def test_run_dry_run_prints_both_plans_and_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--smoke-test", "--out", str(out), "--dry-run", "--no-tracking"]) == 0
+    printed = capsys.readouterr().out
+    assert "supernet memory per worker" in printed and "fixed memory per worker" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["data"]  # prepared, nothing trained
