@@ -9,14 +9,16 @@ Python) kernels that turn one column into ids, independent of splitting and writ
 * numeric bucketing (:func:`encode_numeric`): the Criteo ``log2`` rule or train-fitted quantile
   bins, plus the dense value;
 * multi-valued fields (:func:`encode_multi`): lists of ids;
-* :func:`float_numpy`, a numeric column as float64 numpy with NaN for nulls.
+* :func:`float_numpy`, a numeric column as float64 numpy with NaN for nulls;
+* :class:`VocabCounts`, the same vocabulary fitted from batches (the streaming prepare).
 
 ``prepare`` chooses the encoder per field and passes the train mask and thresholds in.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -160,3 +162,51 @@ def encode_multi(
                      max_len=max_len,
                      transform={"type": "vocab", "min_count": min_count, "sep": sep})
     return spec, lists, vocab
+
+
+@dataclass
+class VocabCounts:
+    """Train counts per distinct value of one field, merged as batches arrive (streaming prepare).
+
+    Memory follows the number of distinct values: parts are merged with ``group_by`` whenever
+    the unmerged ones outgrow the merged table.
+    """
+
+    MERGE_ROWS: ClassVar[int] = 1 << 18  # merge no more often than this many new entries
+
+    parts: list[pa.Table] = field(default_factory=list)
+    merged_rows: int = 0
+    pending_rows: int = 0
+
+    def add(self, dictionary: pa.Array, counts: np.ndarray) -> None:
+        """Add one batch's dictionary and the train count of each of its entries."""
+        self.parts.append(pa.table({"value": dictionary, "count": pa.array(counts)}))
+        self.pending_rows += len(dictionary)
+        # merge when the unmerged parts outgrow the merged table: amortized linear work
+        if self.pending_rows > max(self.merged_rows, self.MERGE_ROWS):
+            self._merge()
+
+    def _merge(self) -> None:
+        table = pa.concat_tables(self.parts)
+        if len(self.parts) > 1:
+            table = table.group_by("value").aggregate([("count", "sum")])
+            table = table.rename_columns(["value", "count"])
+        self.parts, self.merged_rows, self.pending_rows = [table], table.num_rows, 0
+
+    def vocab(self, min_count: int) -> tuple[pa.Table, int]:
+        """(vocabulary table ordered as ids 1..V-1, number of distinct values)."""
+        self._merge()
+        table = self.parts[0]
+        kept = table.filter(pc.and_(pc.greater_equal(table["count"], max(min_count, 1)),
+                                    pc.is_valid(table["value"])))
+        # descending count, ties by the value's text (as vocab_ids); values are unique
+        kept = kept.append_column("text", pc.cast(kept["value"], pa.string()))
+        kept = kept.take(pc.sort_indices(
+            kept, sort_keys=[("count", "descending"), ("text", "ascending")]
+        ))
+        vocab = pa.table({
+            "id": pa.array(np.arange(1, kept.num_rows + 1, dtype=np.int32)),
+            "value": kept["value"],
+            "count": pc.cast(kept["count"], pa.int64()),
+        })
+        return vocab, table.num_rows - table["value"].null_count

@@ -29,14 +29,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from adass_ray.data.encoding import float_numpy
+from adass_ray.data.encoding import VocabCounts, float_numpy
 from adass_ray.data.feature_map import SPLITS, FeatureMap, FieldSpec, SplitInfo, dense_column
 from adass_ray.data.io import atomic_output_dir
 from adass_ray.data.prepare import (
@@ -66,56 +66,13 @@ class RowCountMismatch(Exception):
 
 
 @dataclass
-class _Counts:
-    """Train counts per distinct value of one field, merged as batches arrive."""
-
-    MERGE_ROWS: ClassVar[int] = 1 << 18  # merge no more often than this many new entries
-
-    parts: list[pa.Table] = field(default_factory=list)
-    merged_rows: int = 0
-    pending_rows: int = 0
-
-    def add(self, dictionary: pa.Array, counts: np.ndarray) -> None:
-        self.parts.append(pa.table({"value": dictionary, "count": pa.array(counts)}))
-        self.pending_rows += len(dictionary)
-        # merge when the unmerged parts outgrow the merged table: amortized linear work
-        if self.pending_rows > max(self.merged_rows, self.MERGE_ROWS):
-            self._merge()
-
-    def _merge(self) -> None:
-        table = pa.concat_tables(self.parts)
-        if len(self.parts) > 1:
-            table = table.group_by("value").aggregate([("count", "sum")])
-            table = table.rename_columns(["value", "count"])
-        self.parts, self.merged_rows, self.pending_rows = [table], table.num_rows, 0
-
-    def vocab(self, min_count: int) -> tuple[pa.Table, int]:
-        """(vocabulary table ordered as ids 1..V-1, number of distinct values)."""
-        self._merge()
-        table = self.parts[0]
-        kept = table.filter(pc.and_(pc.greater_equal(table["count"], max(min_count, 1)),
-                                    pc.is_valid(table["value"])))
-        # descending count, ties by the value's text (as encoding.vocab_ids); values are unique
-        kept = kept.append_column("text", pc.cast(kept["value"], pa.string()))
-        kept = kept.take(pc.sort_indices(
-            kept, sort_keys=[("count", "descending"), ("text", "ascending")]
-        ))
-        vocab = pa.table({
-            "id": pa.array(np.arange(1, kept.num_rows + 1, dtype=np.int32)),
-            "value": kept["value"],
-            "count": pc.cast(kept["count"], pa.int64()),
-        })
-        return vocab, table.num_rows - table["value"].null_count
-
-
-@dataclass
 class _Field:
     """One feature column's plan and pass-1 state."""
 
     name: str
     kind: str  # categorical | log2 | quantile
     min_count: int
-    counts: _Counts = field(default_factory=_Counts)
+    counts: VocabCounts = field(default_factory=VocabCounts)
     train_values: list[np.ndarray] = field(default_factory=list)  # quantile fields only
     lookup: pa.Array | None = None  # vocabulary values in id order (pass 2)
     edges: np.ndarray | None = None
@@ -308,7 +265,7 @@ def _fix_vocabularies(
                                    transform=transform))
             continue
         table, distinct = f.counts.vocab(f.min_count)
-        f.counts = _Counts()
+        f.counts = VocabCounts()
         f.lookup = table["value"].combine_chunks()
         vocabs[f.name] = table.set_column(
             1, "value", pc.cast(table["value"], pa.string())

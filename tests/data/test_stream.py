@@ -36,7 +36,7 @@ SMALL_BLOCKS = 1 << 14  # ~60 Criteo rows per batch: many batches, many dictiona
 def _small_groups(monkeypatch):
     # many encoding groups (and dictionary merges) even in small files
     monkeypatch.setattr(stream, "GROUP_ROWS", 256)
-    monkeypatch.setattr(stream._Counts, "MERGE_ROWS", 300)
+    monkeypatch.setattr(stream.VocabCounts, "MERGE_ROWS", 300)
 
 
 def _table(out: Path, fmap: FeatureMap, split: str) -> pa.Table:
