@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from adass_ray.cli import data, run, search, train
+from adass_ray.cli.progress import maybe_bars
 from adass_ray.errors import AdassError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -56,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        with maybe_bars():  # bars on stderr only when it is a terminal (or ADASS_RAY_PROGRESS=1)
+            return handler(args)
     except AdassError as e:
         print(f"adass-ray {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code

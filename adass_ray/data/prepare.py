@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from adass_ray import progress
 from adass_ray.data.encoding import (
     column_codes,
     encode_multi,
@@ -175,8 +178,14 @@ def prepare(
 
     # columns are independent and numpy/pyarrow release the GIL: encode them on all cores
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers()) as pool:
-        encoded = list(pool.map(encode, schema.feature_columns))
+    with ThreadPoolExecutor(max_workers=workers()) as pool, progress.closing(
+        progress.bar(total=n * len(schema.feature_columns), desc=f"prepare {raw.name}: encode",
+                     unit="values", scale=True)
+    ) as bar:
+        encoded = []
+        for item in pool.map(encode, schema.feature_columns):
+            encoded.append(item)
+            bar.update(n)  # one column's rows: the rate reads as values (cells) per second
     logger.debug("encoded %d columns in %.2f s", len(encoded), time.perf_counter() - t0)
     columns: dict[str, np.ndarray | pa.Array] = {}
     fields: list[FieldSpec] = []
@@ -189,9 +198,19 @@ def prepare(
 
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=workers()) as pool:
+        with ThreadPoolExecutor(max_workers=workers()) as pool, progress.closing(
+            progress.bar(total=n, desc=f"prepare {raw.name}: write", unit="rows", scale=True)
+        ) as bar:
+            lock = threading.Lock()  # the splits are written in parallel threads
+
+            def wrote(rows: int) -> None:
+                with lock:
+                    bar.update(rows)
+
             written = list(pool.map(
-                lambda split: _write_split(tmp, split, splits[split], columns, label, config),
+                lambda split: _write_split(
+                    tmp, split, splits[split], columns, label, config, on_rows=wrote
+                ),
                 SPLITS,
             ))
         logger.debug("wrote the splits in %.2f s", time.perf_counter() - t0)
@@ -334,7 +353,7 @@ def _cut(order: np.ndarray, config: PrepareConfig) -> dict[str, np.ndarray]:
 # --- writing ---------------------------------------------------------------------------------
 def _write_split(
     root: Path, split: str, idx: np.ndarray, columns: dict[str, Any], label: np.ndarray,
-    config: PrepareConfig,
+    config: PrepareConfig, on_rows: Callable[[int], object] | None = None,
 ) -> list[str]:
     rows_per_shard = config.rows_per_shard
     (root / split).mkdir()
@@ -349,6 +368,8 @@ def _write_split(
         rel = f"{split}/part-{part:05d}.parquet"
         write_shard(root / rel, table.slice(start, rows_per_shard), config)
         files.append(rel)
+        if on_rows is not None:
+            on_rows(min(rows_per_shard, len(idx) - start))
     return files
 
 

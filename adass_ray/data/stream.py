@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from adass_ray import progress
 from adass_ray.data.encoding import VocabCounts, float_numpy
 from adass_ray.data.feature_map import SPLITS, FeatureMap, FieldSpec, SplitInfo, dense_column
 from adass_ray.data.io import atomic_output_dir
@@ -106,12 +107,16 @@ def prepare_stream(
     with atomic_output_dir(out, overwrite=overwrite) as tmp, \
             ThreadPoolExecutor(max_workers=workers()) as pool:
         spill = tmp / ".encoded.arrows"
-        rows = _fit(raw, fields, which, spill, pool)
+        with progress.closing(progress.bar(
+                total=n, desc=f"prepare {raw.name}: read", unit="rows", scale=True)) as bar:
+            rows = _fit(raw, fields, which, spill, pool, bar)
         if rows != n:
             raise RowCountMismatch(f"{raw.name}: {n} lines counted but {rows} rows parsed")
         specs, vocabs = _fix_vocabularies(fields, config.n_bins)
         t1 = time.perf_counter()
-        split_info, positives = _write(tmp, spill, fields, which, config, pool)
+        with progress.closing(progress.bar(
+                total=n, desc=f"prepare {raw.name}: write", unit="rows", scale=True)) as bar:
+            split_info, positives = _write(tmp, spill, fields, which, config, pool, bar)
         spill.unlink()
         pos_rate = {s: positive_rate(positives[s], split_info[s].rows) for s in SPLITS}
         finish(tmp, raw, config, specs, vocabs, split_info, pos_rate, default_min)
@@ -122,7 +127,8 @@ def prepare_stream(
 
 # --- pass 1: encode, count, spill ------------------------------------------------------------
 def _fit(
-    raw: RawStream, fields: list[_Field], which: np.ndarray, spill: Path, pool: ThreadPoolExecutor
+    raw: RawStream, fields: list[_Field], which: np.ndarray, spill: Path,
+    pool: ThreadPoolExecutor, bar: progress.Bar,
 ) -> int:
     offset = 0
     writer: pa.ipc.RecordBatchStreamWriter | None = None
@@ -145,6 +151,7 @@ def _fit(
                 writer = pa.ipc.new_stream(str(spill), out.schema)
             writer.write_batch(out)
             offset = end
+            bar.update(group.num_rows)
     finally:
         if writer is not None:
             writer.close()
@@ -284,7 +291,7 @@ def _fix_vocabularies(
 # --- pass 2: map to ids, route to splits, write shards ---------------------------------------
 def _write(
     tmp: Path, spill: Path, fields: list[_Field], which: np.ndarray, config: PrepareConfig,
-    pool: ThreadPoolExecutor,
+    pool: ThreadPoolExecutor, bar: progress.Bar,
 ) -> tuple[dict[str, SplitInfo], dict[str, int]]:
     shards = {s: _Shards(tmp, s, config) for s in SPLITS}
     positives = dict.fromkeys(SPLITS, 0)
@@ -306,6 +313,7 @@ def _write(
                     shards[split].add(table.take(pa.array(rows)))
                     positives[split] += int(label[rows].sum())
             offset = end
+            bar.update(batch.num_rows)
     return {s: shards[s].close(table.schema) for s in SPLITS}, positives
 
 

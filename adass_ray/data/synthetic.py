@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from adass_ray import progress
 from adass_ray.data.feature_map import FEATURE_MAP_FILE, SPLITS, FeatureMap, FieldSpec, SplitInfo
 from adass_ray.data.io import atomic_output_dir
 from adass_ray.data.synthetic_model import (
@@ -109,7 +110,8 @@ def generate_dataset(
     schema = pa.schema([(n, pa.int32()) for n in names] + [("label", pa.float32())])
     bounds = np.cumsum(spec.split_fractions)[:-1]
     positives = 0
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+    bar = progress.bar(total=spec.rows, desc="generate synthetic", unit="rows", scale=True)
+    with atomic_output_dir(out, overwrite=overwrite) as tmp, progress.closing(bar):
         writers = {i: _SplitWriter(tmp, s, schema, spec.rows_per_shard)
                    for i, s in enumerate(SPLITS) if spec.split_fractions[i] > 0}  # fmt: skip
         for rng, ids, y in iter_chunks(spec, stream=1):
@@ -121,6 +123,7 @@ def generate_dataset(
             for i, w in writers.items():
                 w.write(table.slice(int(ends[i]), int(ends[i + 1] - ends[i])))
             positives += int(y.sum())
+            bar.update(len(y))
         inf, strengths, ranks = spec.ground_truth()
         truth = {
             "informative": {names[f]: s for f, s in zip(inf, strengths, strict=True)},

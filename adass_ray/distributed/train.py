@@ -18,10 +18,12 @@ from typing import Any
 import torch
 
 from adass_ray import configio
+from adass_ray import progress as bars
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.io import write_json
 from adass_ray.data.loader import ShardLoader
 from adass_ray.distributed import faults
+from adass_ray.distributed.progress import fit_with_progress, progress_actor, step_reporter
 from adass_ray.errors import AdassError
 from adass_ray.model.checkpoint import MODEL_FILE, check_fingerprint, save_model
 from adass_ray.tracking import TrackingSpec
@@ -67,6 +69,11 @@ def train_per_worker(config: dict[str, Any]) -> None:
                 f"({metrics['epoch_seconds']:.1f} s)"
             )
 
+    on_step = None
+    if progress is not None and config.get("progress_steps"):
+        on_step = step_reporter(progress, per_rank_rows=loaders["train"].num_rows, world=world,
+                                 batch=loaders["train"].batch_size, epochs=cfg.epochs)
+
     def on_checkpoint(state: dict[str, Any], metrics: dict[str, float]) -> None:
         faults.train_step(config.get("fault"), step=loop.state.global_step, rank=rank)
         with tempfile.TemporaryDirectory() as tmp:
@@ -85,6 +92,7 @@ def train_per_worker(config: dict[str, Any]) -> None:
         device=device,
         on_checkpoint=on_checkpoint,
         on_metrics=on_metrics,
+        on_step=on_step,
     )
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -204,7 +212,7 @@ def fit(
     _check_or_record_run(out, FeatureMap.load(data), kind, sizes, resume)
     use_gpu = _use_gpu(cfg)
     _check_resources(cfg, use_gpu)
-    progress = _progress_actor()
+    progress = progress_actor()
     trainer = TorchTrainer(
         train_per_worker,
         train_loop_config={
@@ -214,6 +222,7 @@ def fit(
             "train": configio.to_dict(cfg),
             "tracking": tracking,
             "progress": progress,
+            "progress_steps": bars.active(),  # rows/s bars only when the driver draws them
             "fault": faults.spec("train"),
             **(extra_config or {}),
         },
@@ -229,7 +238,7 @@ def fit(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
-    result = _fit_with_progress(trainer, progress)
+    result = fit_with_progress(trainer, progress, kind=kind)
     if result.error is not None or result.checkpoint is None:
         raise AdassError(
             f"training failed: {type(result.error).__name__}: "
@@ -263,53 +272,6 @@ def _check_or_record_run(
         record,
         {"kind": kind, "sizes": list(sizes) if sizes else None, "fingerprint": fm.fingerprint()},
     )
-
-
-def _progress_actor() -> Any:
-    """A tiny actor rank 0 sends one line per epoch to; the driver prints them while it waits."""
-    import ray
-
-    @ray.remote(num_cpus=0)
-    class Progress:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        def put(self, line: str) -> None:
-            self.lines.append(line)
-
-        def take(self) -> list[str]:
-            out, self.lines = self.lines, []
-            return out
-
-    return Progress.remote()  # type: ignore[attr-defined]
-
-
-def _fit_with_progress(trainer: Any, progress: Any) -> Any:
-    """``trainer.fit()`` in a thread while the driver logs the progress lines as they come."""
-    import threading
-
-    import ray
-
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = trainer.fit()
-        except BaseException as e:  # re-raised in the driver thread below
-            box["error"] = e
-
-    thread = threading.Thread(target=target, name="ray-train-fit", daemon=True)
-    thread.start()
-    while True:
-        thread.join(timeout=1.0)
-        for line in ray.get(progress.take.remote()):
-            logger.info("%s", line)
-        if not thread.is_alive():
-            break
-    ray.kill(progress)
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 def _use_gpu(cfg: TrainConfig) -> bool:

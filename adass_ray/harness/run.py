@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from adass_ray import configio
+from adass_ray import progress as bars
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
 from adass_ray.harness import methods as M
@@ -88,9 +89,11 @@ def run_report(
 
     def stage(what: str, calls: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
         count = {"n": 0}
+        bar = bars.bar(total=len(calls), desc=f"report {what}", unit="unit")
 
         def on_done(name: str, res: dict[str, Any]) -> None:
             count["n"] += 1
+            bar.update(1)
             logger.info(
                 "report %s %d/%d: %s (%.0f s elapsed)",
                 what,
@@ -103,9 +106,10 @@ def run_report(
         items = [
             {"kind": kind, "kwargs": {**base, **kw, "_name": name}} for name, kind, kw in calls
         ]
-        results = run_parallel(
-            _run, items, names=[n for n, _, _ in calls], on_done=on_done, verbose=verbose
-        )
+        with bars.closing(bar):
+            results = run_parallel(
+                _run, items, names=[n for n, _, _ in calls], on_done=on_done, verbose=verbose
+            )
         return dict(zip([n for n, _, _ in calls], results, strict=True))
 
     # 1. supernets and the panel (each panel architecture on two seeds: the τ noise floor)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adass_ray import configio
+from adass_ray import progress as bars
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.io import write_json
 from adass_ray.errors import ConfigError
@@ -53,13 +54,18 @@ def search(
     ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed)
     limit = Budget.parse(budget).resolve(ctx.space, d_base=cfg.d_base)
     t0 = time.perf_counter()
+    total = cfg.iterations * cfg.controllers * cfg.archs_per_iter
     with tracking.start(
         run_name=f"search-{out.name}", default_experiment=ctx.fm.name, fallback_dir=out
-    ) as tracker:
+    ) as tracker, bars.closing(
+        bars.bar(total=total, desc=f"search {out.name}", unit="arch")
+    ) as bar:
 
         def progress(iteration: int, state: SearchState) -> None:
             feasible = [r["quality"] for r in state.history if r["feasible"]]
             best = max(feasible) if feasible else float("nan")
+            bar.update(len(state.history) - bar.n)  # architectures proposed and scored
+            bar.set_postfix_str(f"best feasible AUC {best:.4f}")
             every = max(1, cfg.iterations // 10)
             if iteration % every == 0 or iteration == cfg.iterations:
                 ent = ", ".join(f"{s.get('entropy', float('nan')):.2f}" for s in state.summaries)

@@ -16,6 +16,10 @@ from adass_ray.tracking.uri import default_artifact_root, slug
 
 logger = logging.getLogger(__name__)
 PARENT_RUN_TAG = "mlflow.parentRunId"
+# The MLflow 3 UI files experiments under "GenAI apps & agents" or "Machine learning" by this
+# tag (values from its bundle's ExperimentKind enum); ours train models, so the second.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def is_caller_error(exc: BaseException) -> bool:
@@ -76,7 +80,11 @@ def client(uri: str) -> Any:
 def experiment_id(
     client: Any, name: str, uri: str, artifact_root: str | os.PathLike[str] | None
 ) -> str:
-    """Return the id of experiment ``name``, creating it with an explicit artifact location."""
+    """Return the id of experiment ``name``, creating it with an explicit artifact location.
+
+    The experiment is marked as a model-training one (:data:`EXPERIMENT_KIND_TAG`) unless it
+    already has a kind, which is left alone.
+    """
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)
@@ -84,7 +92,11 @@ def experiment_id(
         root = Path(artifact_root) if artifact_root is not None else default_artifact_root(uri)
         location = (root.absolute() / slug(name)).as_uri() if root is not None else None
         try:
-            return str(client.create_experiment(name, artifact_location=location))
+            return str(
+                client.create_experiment(
+                    name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                )
+            )
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process won the race
                 raise
@@ -93,6 +105,8 @@ def experiment_id(
                 raise
     if found.lifecycle_stage != "active":
         raise RuntimeError(f"experiment {name!r} is deleted; restore it or use another name")
+    if EXPERIMENT_KIND_TAG not in (found.tags or {}):  # made before we tagged, or by hand
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return str(found.experiment_id)
 
 

@@ -45,6 +45,7 @@ class LoopState:
 
 CheckpointFn = Callable[[dict[str, Any], dict[str, float]], None]
 MetricsFn = Callable[[dict[str, float], int], None]
+StepFn = Callable[["LoopState", int], None]
 
 
 class TrainLoop:
@@ -58,6 +59,8 @@ class TrainLoop:
         device: where tensors go.
         on_checkpoint: called with (state dict, metrics) at every checkpoint; rank 0 persists it.
         on_metrics: called with (metrics, step) to log progress (rank 0).
+        on_step: called with (state, steps in this epoch) after every step, for a progress
+            display; keep it cheap (throttle there).
     """
 
     def __init__(
@@ -71,12 +74,14 @@ class TrainLoop:
         device: torch.device | None = None,
         on_checkpoint: CheckpointFn | None = None,
         on_metrics: MetricsFn | None = None,
+        on_step: StepFn | None = None,
     ) -> None:
         self.task, self.cfg, self.train, self.valid = task, config, train, valid
         self.comm = comm or Comm()
         self.device = device or torch.device("cpu")
         self.on_checkpoint = on_checkpoint or (lambda state, metrics: None)
         self.on_metrics = on_metrics or (lambda metrics, step: None)
+        self.on_step = on_step
         named = [(n, p) for n, p in task.model.named_parameters() if p.requires_grad]
         sparse = config.model.sparse
         self.sparse_params = [p for n, p in named if sparse and is_table(n)]
@@ -154,11 +159,13 @@ class TrainLoop:
         cfg, st = self.cfg, self.state
         while st.epoch < cfg.epochs and not st.stopped:
             self.train.set_epoch(st.epoch)
-            t0, losses = time.perf_counter(), []
+            t0, losses, steps = time.perf_counter(), [], len(self.train)
             for batch in self.train.iter_from(st.step_in_epoch):
                 losses.append(self.step(self._to_device(batch)))
                 st.step_in_epoch += 1
                 st.global_step += 1
+                if self.on_step is not None:
+                    self.on_step(st, steps)
                 if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
                     self.on_checkpoint(self.state_dict(), {"train_loss": _mean_loss(losses)})
             train_time = time.perf_counter() - t0

@@ -20,7 +20,7 @@ from adass_ray.tracking import (
     flatten_params,
     make_tracker,
 )
-from adass_ray.tracking.mlflow import PARENT_RUN_TAG
+from adass_ray.tracking.mlflow import EXPERIMENT_KIND_TAG, PARENT_RUN_TAG
 from adass_ray.tracking.runs import MlflowTracker
 from adass_ray.tracking.uri import resolve_tracking_uri
 
@@ -116,6 +116,20 @@ def test_child_runs_have_parent_tag_and_status(store):
     assert client.get_run(kid.run_id).data.tags[PARENT_RUN_TAG] == parent.run_id
     assert client.get_run(kid.run_id).data.tags["seed"] == "1"
     assert PARENT_RUN_TAG not in client.get_run(parent.run_id).data.tags
+
+
+def test_experiment_is_filed_as_model_training_in_the_ui(store):
+    client = store["client"]
+    start(store, "kind").close()
+    tags = client.get_experiment_by_name(EXPERIMENT).tags
+    assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    # one made elsewhere without a kind gets ours; one with a kind keeps it
+    bare = client.create_experiment("made-by-hand")
+    chosen = client.create_experiment("chosen", tags={EXPERIMENT_KIND_TAG: "genai_development"})
+    for name in ("made-by-hand", "chosen"):
+        MlflowTracker.start(tracking_uri=store["uri"], experiment=name, run_name="r").close()
+    assert client.get_experiment(bare).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    assert client.get_experiment(chosen).tags[EXPERIMENT_KIND_TAG] == "genai_development"
 
 
 def test_attach_logs_into_the_same_run_and_leaves_it_open(store):
