@@ -36,6 +36,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 def _run_pipeline(args: argparse.Namespace) -> int:
     from adass_ray.stages import pipeline
+    from adass_ray.tracking.mlflow import ui_url
     from adass_ray.tracking.uri import resolve_tracking_uri
 
     overrides = list(args.overrides)
@@ -78,8 +79,12 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     print(f"report:    {result.out / 'report.json'} (budget {rep['budget']:,} params)")
     if not args.no_tracking:
         uri = resolve_tracking_uri(args.tracking_uri)
-        print(f"MLflow:    {uri} (experiment {args.experiment or fm.name!r}); browse with:")
+        experiment = args.experiment or fm.name
+        print(f"MLflow:    {uri} (experiment {experiment!r}); browse with:")
         print(f"           mlflow ui --backend-store-uri {uri}")
+        link = ui_url(uri, experiment)
+        if link:  # the model-training view with AUC / logloss / params columns first
+            print(f"           then open {link}")
     return 0
 
 

@@ -1,9 +1,10 @@
 """Training progress from a Ray Train run, seen on the driver.
 
 A worker is not a terminal, so it draws nothing: rank 0 sends one line per epoch (logged by the
-driver) and, when the driver draws bars, where the epoch is (sent at most twice a second) to a
-tiny actor. The driver polls the actor while ``trainer.fit()`` runs in a thread and shows one
-rows/s bar per epoch through :mod:`adass_ray.progress` (silent unless a driver turned bars on).
+driver) and, when the driver draws bars, where the epoch is (sent at most twice a second; None
+once the epoch is over) to a tiny actor. The driver polls the actor while ``trainer.fit()`` runs
+in a thread and shows one rows/s bar per epoch through :mod:`adass_ray.progress` (silent unless
+a driver turned bars on).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def progress_actor() -> Any:
         def put(self, line: str) -> None:
             self.lines.append(line)
 
-        def at(self, where: Where) -> None:
+        def at(self, where: Where | None) -> None:
             self.where = where
 
         def take(self) -> tuple[list[str], Where | None]:
@@ -76,8 +77,9 @@ class EpochBar:
         self.bar: bars.Bar | None = None
 
     def show(self, where: Where | None) -> None:
-        """Move the bar to ``where`` (None: nothing reported yet)."""
+        """Move the bar to ``where`` (None: no epoch is running; the bar gives way)."""
         if where is None:
+            self.close()
             return
         if self.bar is None or where["epoch"] != self.epoch:
             self.close()
@@ -117,9 +119,9 @@ def fit_with_progress(trainer: Any, actor: Any, *, kind: str) -> Any:
         while True:
             thread.join(timeout=0.5 if bars.active() else 1.0)
             lines, where = ray.get(actor.take.remote())
+            epoch_bar.show(where)  # before the lines: an epoch's line follows its bar
             for line in lines:
                 logger.info("%s", line)
-            epoch_bar.show(where)
             if not thread.is_alive():
                 break
     finally:

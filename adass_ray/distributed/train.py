@@ -60,19 +60,21 @@ def train_per_worker(config: dict[str, Any]) -> None:
     )
     progress = config.get("progress") if rank == 0 else None
 
+    on_step = None
+    if progress is not None and config.get("progress_steps"):
+        on_step = step_reporter(progress, per_rank_rows=loaders["train"].num_rows, world=world,
+                                 batch=loaders["train"].batch_size, epochs=cfg.epochs)
+
     def on_metrics(metrics: dict[str, float], step: int) -> None:
         tracker.log_metrics(metrics, step=step)
         if progress is not None:
+            if on_step is not None:
+                progress.at.remote(None)  # the epoch is over: its bar gives way to its line
             progress.put.remote(
                 f"{config['kind']} epoch {int(metrics['epoch']) + 1}/{cfg.epochs}: "
                 f"train_loss {metrics['train_loss']:.4f}  val_auc {metrics['val_auc']:.4f}  "
                 f"({metrics['epoch_seconds']:.1f} s)"
             )
-
-    on_step = None
-    if progress is not None and config.get("progress_steps"):
-        on_step = step_reporter(progress, per_rank_rows=loaders["train"].num_rows, world=world,
-                                 batch=loaders["train"].batch_size, epochs=cfg.epochs)
 
     def on_checkpoint(state: dict[str, Any], metrics: dict[str, float]) -> None:
         faults.train_step(config.get("fault"), step=loop.state.global_step, rank=rank)

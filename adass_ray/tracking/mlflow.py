@@ -6,6 +6,7 @@ Thin functions over ``mlflow.MlflowClient`` and the MLflow entities, used by
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -20,6 +21,17 @@ PARENT_RUN_TAG = "mlflow.parentRunId"
 # tag (values from its bundle's ExperimentKind enum); ours train models, so the second.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+# The runs table of the MLflow 3 UI starts with Source / Models / Dataset columns and no metric.
+# A saved view (an experiment tag ``mlflow.sharedViewState.<key>`` holding the table's state as
+# JSON, opened by ``?viewStateShareKey=<key>``) puts the metrics a reader compares first.
+VIEW_KEY = "adass-ray"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+HEADLINE_METRICS = (
+    "searched_test_auc_mean", "uniform_test_auc_mean", "searched_test_logloss_mean",
+    "uniform_test_logloss_mean", "searched_embedding_params", "uniform_embedding_params",
+    "test_auc", "test_logloss", "embedding_params", "selected_quality", "selected_cost",
+    "best_val_auc",
+)
 
 
 def is_caller_error(exc: BaseException) -> bool:
@@ -92,11 +104,8 @@ def experiment_id(
         root = Path(artifact_root) if artifact_root is not None else default_artifact_root(uri)
         location = (root.absolute() / slug(name)).as_uri() if root is not None else None
         try:
-            return str(
-                client.create_experiment(
-                    name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
-                )
-            )
+            tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, VIEW_TAG: view_state()}
+            return str(client.create_experiment(name, artifact_location=location, tags=tags))
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process won the race
                 raise
@@ -105,9 +114,58 @@ def experiment_id(
                 raise
     if found.lifecycle_stage != "active":
         raise RuntimeError(f"experiment {name!r} is deleted; restore it or use another name")
-    if EXPERIMENT_KIND_TAG not in (found.tags or {}):  # made before we tagged, or by hand
+    have = found.tags or {}
+    if EXPERIMENT_KIND_TAG not in have:  # made before we tagged, or by hand
         client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    if have.get(VIEW_TAG) != view_state():
+        client.set_experiment_tag(found.experiment_id, VIEW_TAG, view_state())
     return str(found.experiment_id)
+
+
+def view_state() -> str:
+    """The saved runs-table view (JSON): :data:`HEADLINE_METRICS` as the first columns, wide
+    enough for their names, sorted by the pipeline's searched AUC.
+
+    Column keys are the UI's canonical ``metrics.`name``` form; a metric a run lacks shows ``-``.
+    Sorting by a metric (not by creation time) also makes the UI list stage runs flat under the
+    pipeline run instead of folded into it (its nesting applies only to the default sort).
+    """
+    columns = [f"metrics.`{m}`" for m in HEADLINE_METRICS]
+    return json.dumps(
+        {
+            "selectedColumns": columns,
+            "columnOrder": columns,
+            "columnWidths": {c: max(100, 7 * len(m) + 40) for c, m in zip(
+                columns, HEADLINE_METRICS, strict=True)},
+            "orderByKey": columns[0],
+            "orderByAsc": False,
+        },
+        separators=(",", ":"),
+    )
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The UI's address of an experiment's runs in the model-training view with our columns.
+
+    ``workflowType=machine_learning`` is what picks the view in MLflow 3.17: its UI follows a
+    global GenAI / Model-training switch (this URL parameter, else the last choice kept in the
+    browser, else GenAI), not the experiment's kind tag.
+    """
+    return (
+        f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
+    )
+
+
+def ui_url(uri: str, experiment: str, base: str = "http://127.0.0.1:5000") -> str | None:
+    """:func:`experiment_url` of experiment ``experiment`` in the store at ``uri`` (None when
+    the store cannot be read or has no such experiment)."""
+    try:
+        found = client(uri).get_experiment_by_name(experiment)
+    except Exception:  # a printout helper: an unreadable store just means no link
+        logger.debug("no experiment %r at %s", experiment, uri, exc_info=True)
+        return None
+    return experiment_url(base, str(found.experiment_id)) if found is not None else None
 
 
 def fluent_parent(client: Any) -> str | None:
