@@ -30,6 +30,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
+    pytest.mark.timeout(1200),  # the module's smoke pipeline runs inside the first test's setup
 ]
 ML_VIEW = "workflowType=machine_learning"
 

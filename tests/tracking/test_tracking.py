@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from adass_ray.tracking import (
     flatten_params,
     make_tracker,
 )
-from adass_ray.tracking.mlflow import EXPERIMENT_KIND_TAG, PARENT_RUN_TAG
+from adass_ray.tracking.mlflow import EXPERIMENT_KIND_TAG, PARENT_RUN_TAG, VIEW_TAG, ui_url
 from adass_ray.tracking.runs import MlflowTracker
 from adass_ray.tracking.uri import resolve_tracking_uri
 
@@ -121,8 +122,19 @@ def test_child_runs_have_parent_tag_and_status(store):
 def test_experiment_is_filed_as_model_training_in_the_ui(store):
     client = store["client"]
     start(store, "kind").close()
-    tags = client.get_experiment_by_name(EXPERIMENT).tags
-    assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    assert exp.tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    # the saved runs-table view the printed link opens: AUC / logloss / params columns first
+    view = json.loads(exp.tags[VIEW_TAG])
+    assert view["selectedColumns"][:2] == ["metrics.`searched_test_auc_mean`",
+                                           "metrics.`uniform_test_auc_mean`"]
+    assert {"metrics.`test_auc`", "metrics.`test_logloss`",
+            "metrics.`embedding_params`"} <= set(view["selectedColumns"])
+    assert view["orderByKey"].startswith("metrics.")  # a metric sort lists stage runs flat
+    url = ui_url(store["uri"], EXPERIMENT, "http://127.0.0.1:5000")
+    assert url == (f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs"
+                   "?viewStateShareKey=adass-ray&workflowType=machine_learning")
+    assert ui_url(store["uri"], "no-such-experiment") is None
     # one made elsewhere without a kind gets ours; one with a kind keeps it
     bare = client.create_experiment("made-by-hand")
     chosen = client.create_experiment("chosen", tags={EXPERIMENT_KIND_TAG: "genai_development"})
