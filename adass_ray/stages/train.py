@@ -90,8 +90,11 @@ def train(
         )
     out.mkdir(parents=True, exist_ok=True)
     ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
+    # a retrain seed is named with its folder: "fixed-retrain-searched-seed-0", not "fixed-seed-0"
+    # twice (searched and uniform) in the same MLflow run list
+    name = f"{out.parent.name}-{out.name}" if out.name.startswith("seed-") else out.name
     with tracking.start(
-        run_name=f"{kind}-{out.name}", default_experiment=fm.name, fallback_dir=out
+        run_name=f"{kind}-{name}", default_experiment=fm.name, fallback_dir=out
     ) as tracker:
         tracker.log_params(
             {

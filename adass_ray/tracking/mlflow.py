@@ -27,10 +27,10 @@ EXPERIMENT_KIND = "custom_model_development"
 VIEW_KEY = "adass-ray"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 HEADLINE_METRICS = (
-    "searched_test_auc_mean", "uniform_test_auc_mean", "searched_test_logloss_mean",
-    "uniform_test_logloss_mean", "searched_embedding_params", "uniform_embedding_params",
-    "test_auc", "test_logloss", "embedding_params", "selected_quality", "selected_cost",
-    "best_val_auc",
+    "searched_test_auc_mean", "uniform_test_auc_mean", "searched_embedding_params",
+    "uniform_embedding_params", "test_auc", "test_logloss", "embedding_params",
+    "searched_test_logloss_mean", "uniform_test_logloss_mean", "selected_quality",
+    "selected_cost", "best_val_auc",
 )
 
 
@@ -135,7 +135,7 @@ def view_state() -> str:
         {
             "selectedColumns": columns,
             "columnOrder": columns,
-            "columnWidths": {c: max(100, 7 * len(m) + 40) for c, m in zip(
+            "columnWidths": {c: max(96, 6 * len(m) + 30) for c, m in zip(
                 columns, HEADLINE_METRICS, strict=True)},
             "orderByKey": columns[0],
             "orderByAsc": False,
