@@ -122,7 +122,7 @@ def test_cli_draws_bars_on_a_terminal(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stderr", tty)
     assert _prepare(tmp_path, "a") == 0
     err = tty.getvalue()
-    assert "prepare" in err and "encode" in err and "write" in err
+    assert "prepare" in err and "write" in err  # whole-table or streaming path alike
     assert "rows/s" in err and "\r" in err
     monkeypatch.setenv(ENV, "0")  # the override silences a terminal
     tty.seek(0)
