@@ -13,6 +13,7 @@ from typing import Literal
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.model.standalone import StandaloneModel
 from adass_ray.model.supernet import Supernet
+from adass_ray.model.wide import LinearModel
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class ModelConfig:
     ``candidate_sizes`` empty means: the feature map's candidate sizes. ``sparse``: embedding
     tables get sparse gradients and a lazy Adam (``torch.optim.SparseAdam``) that touches only
     the rows a step used; the network keeps dense Adam (see the README for the measurement).
+    ``wide``: add a first-order term (one scalar per id, :mod:`adass_ray.model.wide`) to the
+    backbone's logit, in the supernet and in every stand-alone model.
     """
 
     backbone: str = "dnn"
@@ -32,6 +35,7 @@ class ModelConfig:
     layout: Literal["separate", "nested"] = "separate"
     candidate_sizes: tuple[int, ...] = ()
     sparse: bool = True
+    wide: bool = False
 
 
 def build_supernet(fm: FeatureMap, cfg: ModelConfig) -> Supernet:
@@ -43,6 +47,7 @@ def build_supernet(fm: FeatureMap, cfg: ModelConfig) -> Supernet:
         candidate_sizes=cfg.candidate_sizes or None,
         layout=cfg.layout,
         sparse=cfg.sparse,
+        wide=cfg.wide,
         hidden=cfg.hidden,
         dropout=cfg.dropout,
         cross_layers=cfg.cross_layers,
@@ -57,7 +62,13 @@ def build_standalone(fm: FeatureMap, cfg: ModelConfig, sizes: tuple[int, ...]) -
         d=cfg.d,
         backbone=cfg.backbone,
         sparse=cfg.sparse,
+        wide=cfg.wide,
         hidden=cfg.hidden,
         dropout=cfg.dropout,
         cross_layers=cfg.cross_layers,
     )
+
+
+def build_linear(fm: FeatureMap, cfg: ModelConfig) -> LinearModel:
+    """The linear floor for ``fm``: the first-order term alone (a one-hot logistic regression)."""
+    return LinearModel.from_feature_map(fm, sparse=cfg.sparse)

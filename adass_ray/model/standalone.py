@@ -29,6 +29,7 @@ from adass_ray.model.unifier import (
     pooled_lookup,
     unify,
 )
+from adass_ray.model.wide import FirstOrder
 
 
 class MixedEmbeddings(nn.Module):
@@ -174,11 +175,17 @@ class MixedEmbeddings(nn.Module):
 
 
 class StandaloneModel(nn.Module):
-    """Mixed-size embeddings + backbone for one fixed architecture: ``forward(batch) -> [B]``."""
+    """Mixed-size embeddings + backbone for one fixed architecture: ``forward(batch) -> [B]``.
 
-    def __init__(self, *, embeddings: MixedEmbeddings, backbone: nn.Module) -> None:
+    ``wide``: an optional first-order term added to the backbone's logit (wide-and-deep).
+    """
+
+    def __init__(
+        self, *, embeddings: MixedEmbeddings, backbone: nn.Module, wide: FirstOrder | None = None
+    ) -> None:
         super().__init__()
         self.embeddings, self.backbone = embeddings, backbone
+        self.wide = wide
 
     @classmethod
     def from_feature_map(
@@ -189,6 +196,7 @@ class StandaloneModel(nn.Module):
         d: int,
         backbone: str,
         sparse: bool = False,
+        wide: bool = False,
         **backbone_kwargs: Any,
     ) -> StandaloneModel:
         """Fresh model with per-field ``sizes`` (sequence, or ``field -> size``; 0 = drop).
@@ -197,7 +205,8 @@ class StandaloneModel(nn.Module):
             fm: the feature map (fields, V_f, numeric fields for DLRM).
             sizes: ``alpha_f`` per field, each in ``0..d``.
             d: the unified width; backbone: a name from ``BACKBONES``.
-            sparse: sparse table gradients; backbone_kwargs: to ``build_backbone``.
+            sparse: sparse table gradients; wide: add the first-order term;
+            backbone_kwargs: to ``build_backbone``.
 
         Returns:
             The model, freshly initialised.
@@ -214,7 +223,8 @@ class StandaloneModel(nn.Module):
             field_names=fm.field_names,
         )
         net = backbone_for_feature_map(fm, backbone, d=d, **backbone_kwargs)
-        return cls(embeddings=emb, backbone=net)
+        first = FirstOrder.from_feature_map(fm, sparse=sparse) if wide else None
+        return cls(embeddings=emb, backbone=net, wide=first)
 
     @classmethod
     def from_supernet(
@@ -251,7 +261,8 @@ class StandaloneModel(nn.Module):
                     emb.field_params(f), (src.table(f, k), *src.unifier(f, k)), strict=True
                 ):
                     dst.copy_(value)
-        return cls(embeddings=emb, backbone=copy.deepcopy(supernet.backbone))
+        wide = copy.deepcopy(supernet.wide) if supernet.wide is not None else None
+        return cls(embeddings=emb, backbone=copy.deepcopy(supernet.backbone), wide=wide)
 
     def forward(self, batch: Batch) -> Tensor:
         """Logits of a batch.
@@ -262,7 +273,10 @@ class StandaloneModel(nn.Module):
         Returns:
             Logits ``[B]``.
         """
-        return self.backbone(self.embeddings(batch.ids, batch.multi), batch.dense)
+        logits = self.backbone(self.embeddings(batch.ids, batch.multi), batch.dense)
+        if self.wide is not None:
+            logits = logits + self.wide(batch.ids, batch.multi)
+        return logits
 
     def embedding_params(self) -> int:
         """``C(alpha) = sum_f V_f * alpha_f`` (the budgeted figure; a dropped field costs 0)."""

@@ -22,6 +22,7 @@ from adass_ray.errors import ConfigError
 from adass_ray.model.backbones import backbone_for_feature_map
 from adass_ray.model.embeddings import CandidateEmbeddings
 from adass_ray.model.unifier import to_device, validate_sizes
+from adass_ray.model.wide import FirstOrder
 
 Arch = Tensor | Sequence[int]
 
@@ -48,6 +49,8 @@ class Supernet(nn.Module):
         embeddings: the candidate tables and unifiers.
         backbone: maps ``(fields [B, F, d], dense [B, D])`` to logits ``[B]``.
         field_names: field names in feature-map order (for size mappings and reports).
+        wide: an optional first-order term added to every architecture's logit (it does not
+            depend on the architecture, so the search scores it once per row).
 
     Raises:
         ConfigError: a candidate size above the unified width ``d`` (the capacity rule), or
@@ -60,10 +63,12 @@ class Supernet(nn.Module):
         embeddings: CandidateEmbeddings,
         backbone: nn.Module,
         field_names: Sequence[str] | None = None,
+        wide: FirstOrder | None = None,
     ) -> None:
         super().__init__()
         validate_sizes(embeddings.candidate_sizes, embeddings.d)
         self.embeddings, self.backbone = embeddings, backbone
+        self.wide = wide
         nf = embeddings.num_fields
         self.field_names = tuple(field_names) if field_names else tuple(f"f{i}" for i in range(nf))
         if len(self.field_names) != nf:
@@ -79,6 +84,7 @@ class Supernet(nn.Module):
         candidate_sizes: Sequence[int] | None = None,
         layout: str = "separate",
         sparse: bool = False,
+        wide: bool = False,
         **backbone_kwargs: Any,
     ) -> Supernet:
         """Build for a feature map; ``backbone_kwargs`` go to :func:`build_backbone`.
@@ -90,7 +96,8 @@ class Supernet(nn.Module):
             fm, d=d, candidate_sizes=candidate_sizes, layout=layout, sparse=sparse
         )
         net = backbone_for_feature_map(fm, backbone, d=d, **backbone_kwargs)
-        return cls(embeddings=emb, backbone=net, field_names=fm.field_names)
+        first = FirstOrder.from_feature_map(fm, sparse=sparse) if wide else None
+        return cls(embeddings=emb, backbone=net, field_names=fm.field_names, wide=first)
 
     @property
     def candidate_sizes(self) -> tuple[int, ...]:
@@ -153,21 +160,31 @@ class Supernet(nn.Module):
         """Every candidate's unified output ``[B, F, K, d]`` (cache it for the search stage)."""
         return self.embeddings.all_candidates(batch.ids, batch.multi)
 
-    def forward_from_unified(self, unified: Tensor, dense: Tensor) -> Tensor:
-        """Backbone logits from cached unified vectors.
+    def wide_logits(self, batch: Batch) -> Tensor | None:
+        """The first-order term of ``batch`` ``[B]`` (None without one)."""
+        return None if self.wide is None else self.wide(batch.ids, batch.multi)
+
+    def forward_from_unified(
+        self, unified: Tensor, dense: Tensor, wide: Tensor | None = None
+    ) -> Tensor:
+        """Logits from cached unified vectors.
 
         Args:
             unified: ``[B, F, d]`` (e.g. :func:`select_unified` of :meth:`all_unified`).
             dense: ``[B, D]`` dense values of the numeric fields.
+            wide: ``[B]`` the rows' first-order term (:meth:`wide_logits`), added when given.
 
         Returns:
             Logits ``[B]``.
         """
-        return self.backbone(unified, dense)
+        logits = self.backbone(unified, dense)
+        return logits if wide is None else logits + wide
 
     def forward(self, batch: Batch, arch: Arch) -> Tensor:
         """Logits ``[B]`` of ``batch`` under ``arch`` (``[B, F]`` per row, or one ``[F]`` path)."""
-        return self.backbone(self.unified(batch, arch), batch.dense)
+        return self.forward_from_unified(
+            self.unified(batch, arch), batch.dense, self.wide_logits(batch)
+        )
 
     def sizes_of(self, arch: Sequence[int]) -> tuple[int, ...]:
         """Embedding sizes ``(alpha_1..alpha_F)`` of one architecture's candidate indices."""

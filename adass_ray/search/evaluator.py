@@ -125,6 +125,8 @@ class CachedEvaluator:
         on_device = batch.to(self.device)
         self.dense = on_device.dense
         with _frozen(supernet):
+            # the first-order term does not depend on the architecture: once per row
+            self.wide = supernet.wide_logits(on_device)
             parts = [supernet.all_unified(on_device.slice(lo, lo + UNIFIED_ROW_CHUNK))
                      for lo in range(0, self.rows, UNIFIED_ROW_CHUNK)]
         # [N, F*K, d]: one index_select picks any set of (field, candidate) columns.
@@ -225,7 +227,10 @@ class CachedEvaluator:
             # Row-major over (row, arch): the gather already is the backbone's contiguous input
             # [N*M, F, d], so no transpose copy; rows are independent, so the order is free.
             x = self.unified.index_select(1, columns).view(self.rows * m, nf, -1)
-            out = self.supernet.forward_from_unified(x, self.dense.repeat_interleave(m, 0))
+            wide = None if self.wide is None else self.wide.repeat_interleave(m, 0)
+            out = self.supernet.forward_from_unified(
+                x, self.dense.repeat_interleave(m, 0), wide
+            )
         return out.view(self.rows, m).t()
 
     def _folded_logits(self, columns: Tensor) -> Tensor:
@@ -247,6 +252,8 @@ class CachedEvaluator:
                     fields = self.unified[lo:hi].index_select(1, columns.flatten())
                     fields = fields.view(-1, nf, self.unified.shape[-1])
                 out[lo:hi] = self.fold.head(s, fields).view(hi - lo, m)
+                if self.wide is not None:  # the first-order term: the same for every arch
+                    out[lo:hi] += self.wide[lo:hi, None]
         return out.t()
 
     def _score(self, archs: Sequence[tuple[int, ...]]) -> list[float]:

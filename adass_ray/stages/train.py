@@ -195,7 +195,9 @@ def retrain(
         "seeds": [cfg.seed + s for s in range(seeds)],
         "inherited_from": str(init_from) if init_from else None,
     }
-    for key in ("test_auc", "test_logloss"):
+    for key in ("test_auc", "test_logloss", "best_val_auc"):
+        if not all(key in r for r in runs):
+            continue  # best_val_auc: absent from runs written before it was recorded
         values = [r[key] for r in runs]
         summary[key] = values
         summary[f"{key}_mean"] = statistics.fmean(values)

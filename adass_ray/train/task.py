@@ -17,10 +17,11 @@ from torch import Tensor, nn
 from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
-from adass_ray.model.config import build_standalone, build_supernet
+from adass_ray.model.config import build_linear, build_standalone, build_supernet
 from adass_ray.model.standalone import StandaloneModel
 from adass_ray.model.supernet import Supernet
 from adass_ray.model.unifier import to_device
+from adass_ray.model.wide import LinearModel
 from adass_ray.sampling import Sampler
 from adass_ray.train.config import TrainConfig
 
@@ -71,9 +72,10 @@ class Task:
 
 
 class FixedTask(Task):
-    """A stand-alone model with one architecture (the uniform baseline, or searched sizes)."""
+    """A stand-alone model with one architecture (the uniform baseline, or searched sizes), or
+    the linear floor."""
 
-    def __init__(self, model: StandaloneModel) -> None:
+    def __init__(self, model: StandaloneModel | LinearModel) -> None:
         self.model = self.standalone = model
 
     def train_step(
@@ -127,7 +129,9 @@ class SupernetTask(Task):
         unified = self.supernet.unified(batch, host)
         arch = to_device(host, batch.label.device)
         unified.retain_grad()
-        logits = self.supernet.forward_from_unified(unified, batch.dense)
+        logits = self.supernet.forward_from_unified(
+            unified, batch.dense, self.supernet.wide_logits(batch)
+        )
         row_loss = F.binary_cross_entropy_with_logits(logits, batch.label, reduction="none")
         self._pending = (arch, row_loss.detach(), unified)
         return row_loss.mean(), {}
@@ -191,10 +195,15 @@ def make_task(
     The global torch seed is set to ``cfg.seed`` first, so every worker (and an in-process run)
     starts from identical weights.
 
+    ``kind``: ``supernet``, ``fixed`` (needs ``sizes``) or ``linear`` (the linear floor: one
+    scalar per id, no tables to size, no backbone).
+
     Raises:
         ConfigError: a fixed-architecture task without ``sizes``.
     """
     torch.manual_seed(cfg.seed)
+    if kind == "linear":
+        return FixedTask(build_linear(fm, cfg.model))
     if kind == "supernet":
         net = build_supernet(fm, cfg.model)
         sampler = cfg.sampler.build(candidate_sizes=net.candidate_sizes,

@@ -139,6 +139,12 @@ def test_pipeline_smoke_run_and_rerun_reuses_stages(ray_local, tmp_path, capsys)
     runs = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
     parents = [r for r in runs if r.info.run_name.startswith("pipeline-")]
     assert len(parents) == 1 and "searched_test_auc_mean" in parents[0].data.metrics
+    # the linear floor: in the report, the parent run's metrics and the printout
+    assert {"floor_val_auc_mean", "floor_test_auc_mean", "uniform_val_auc_mean"} <= set(
+        parents[0].data.metrics
+    )
+    assert len(report["floor_test_auc"]) == 1 and 0.0 <= report["floor_val_auc_mean"] <= 1.0
+    assert "floor:" in out
     assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} >= {
         "report.json",
         "sizes.json",
@@ -209,3 +215,56 @@ def test_retrain_over_seeds_from_scratch_and_inherited(ray_local, data, tmp_path
         tracking=off,
     )
     assert again["test_auc"] == summary["test_auc"]
+
+
+def _small_csv(path, rows=3000, seed=0):
+    """A CSV with no config anywhere: a planted label over two fields, a noise field, a numeric
+    column, a row id, a near-unique column, a constant column; label named ``clicked``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 20, rows), rng.integers(0, 8, rows)
+    price = rng.gamma(2.0, 10.0, rows)
+    logit = (a % 5 - 2) * 0.8 + (b == 3) * 1.5 + (price > 20) * 0.5 - 0.5
+    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    lines = ["user,shop,noise,price,row_id,visit,const,clicked"]
+    for i in range(rows):
+        lines.append(f"u{a[i]},s{b[i]},n{rng.integers(0, 5)},{price[i]:.2f},r{i},v{i * 2 // 3},"
+                     f"x,{y[i]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.slow  # a whole pipeline (about a minute on 2 free cores, several under load)
+def test_run_on_a_csv_with_no_schema_and_a_crippled_model_warns(ray_local, tmp_path, capsys):
+    """``run --input x.csv`` infers and writes the schema, runs every stage, and warns (report,
+    printout, parent-run tag) when the deep model cannot beat the linear floor."""
+    from mlflow import MlflowClient
+
+    from adass_ray.cli import main
+    from adass_ray.data.schema import Schema
+
+    csv = _small_csv(tmp_path / "shop.csv")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = tmp_path / "run"
+    argv = ["run", "--input", str(csv), "--smoke-test", "--seeds", "1", "--out", str(out),
+            "--tracking-uri", uri,
+            # crippled: a learning rate that leaves the network at its random start
+            "lr=0.000000001"]
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    schema = Schema.load(out / "schema.yaml")
+    assert schema.label == "clicked" and schema.numeric == ("price",)
+    assert set(schema.categorical) == {"user", "shop", "noise", "visit"}  # no row_id, const
+    assert schema.min_count == {"visit": 2}
+    report = json.loads((out / "report.json").read_text())
+    assert report["floor_val_auc_mean"] > report["uniform_val_auc_mean"]
+    assert any("the uniform model does not beat the linear floor" in w
+               for w in report["warnings"])
+    assert "WARNING:" in printed.out and "linear floor" in printed.out
+    client = MlflowClient(uri)
+    (parent,) = [r for r in client.search_runs(
+        [client.get_experiment_by_name("shop").experiment_id])
+        if r.info.run_name.startswith("pipeline-")]
+    assert "linear floor" in parent.data.tags["floor_warning"]
+    assert "schema.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
