@@ -222,6 +222,8 @@ def _run_report(args: argparse.Namespace) -> int:
                 f"{r['test_auc_mean']:.4f} ± {r['test_auc_std']:.4f}  Q_B pct "
                 f"{r['percentile_mean']:5.1f}{tail}"
             )
+    for message in res.get("floor_warnings", []):
+        print(f"WARNING: {message}")
     rk = res["ranking"] or {"seed_tau": float("nan"), "variants": []}
     print(
         f"ranking: seed-to-seed tau {rk['seed_tau']:.3f}; "

@@ -72,6 +72,8 @@ class Method:
         overrides: SearchConfig overrides (``key=value``) for this method.
         equal_evals: it gets exactly as many distinct evaluations as our search used.
         rule: a fixed rule (the same sizes for every seed).
+        kind: ``fixed`` (a stand-alone model with the method's sizes) or ``linear`` (the linear
+            floor: no embedding sizes, not scored on the supernet, trained with its own recipe).
     """
 
     name: str
@@ -81,6 +83,7 @@ class Method:
     overrides: tuple[str, ...] = ()
     equal_evals: bool = False
     rule: bool = False
+    kind: Literal["fixed", "linear"] = "fixed"
 
 
 def _evaluator(job: Job) -> CachedEvaluator:
@@ -120,6 +123,11 @@ def saliency(job: Job) -> Found:
     return Found(sizes=tuple(sizes), info={"base_test_auc": metrics["test_auc"]})
 
 
+def linear_floor(job: Job) -> Found:
+    """The one-hot logistic regression: no table to size (every size 0 marks that)."""
+    return Found(sizes=(0,) * job.space.num_fields)
+
+
 def rl_search(job: Job) -> Found:
     """Our stage 2 (in this process): the controllers, then their constrained argmaxes."""
     from adass_ray.search.driver import search_local
@@ -152,7 +160,9 @@ def evolution(job: Job) -> Found:
 
 
 OURS = "AdaS&S (ours)"
+FLOOR = "linear floor (one-hot LR)"
 METHODS: tuple[Method, ...] = (
+    Method(FLOOR, "baseline", linear_floor, rule=True, kind="linear"),
     Method("uniform d_base", "baseline", uniform_d_base, rule=True),
     Method("uniform matched to budget", "baseline", uniform_matched, rule=True),
     Method("card^0.25 rule", "baseline", card_rule, rule=True),
@@ -173,7 +183,8 @@ BY_NAME = {m.name: m for m in METHODS}
 
 
 def chosen(*, ablations: bool, quick: bool, names: Sequence[str] = ()) -> list[Method]:
-    """The methods a report runs: ``names`` (ours is always among them), else everything, or
+    """The methods a report runs: ``names`` (ours and the linear floor are always among them),
+    else everything, or
     without the ablations (and, in quick mode, without the evolution on its own supernet).
 
     Raises:
@@ -185,7 +196,7 @@ def chosen(*, ablations: bool, quick: bool, names: Sequence[str] = ()) -> list[M
         unknown = [n for n in names if n not in BY_NAME]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; choose from {list(BY_NAME)}")
-        return [m for m in METHODS if m.name in names or m.name == OURS]
+        return [m for m in METHODS if m.name in names or m.name in (OURS, FLOOR)]
     out = [m for m in METHODS if ablations or m.group != "ablation"]
     if quick:
         out = [m for m in out if m.name != "uniform sampling + evolution"]

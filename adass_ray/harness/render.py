@@ -121,6 +121,16 @@ def render_markdown(res: dict[str, Any]) -> str:
                 f"{r['percentile_random_mean']:.1f} | {evals} | {stab} |"
             )
         lines += ["", "Verdict: " + verdict(p["methods"]), ""]
+        floor = next((r for r in p["methods"] if r.get("kind") == "linear"), None)
+        if floor is not None:
+            lines += [
+                f"Linear floor (one-hot logistic regression, same split): validation AUC "
+                f"{_pm(floor['val_auc_mean'], floor['val_auc_std'])}, test AUC "
+                f"{_pm(floor['test_auc_mean'], floor['test_auc_std'])}.",
+                "",
+            ]
+    for message in res.get("floor_warnings", []):
+        lines += [f"**Warning:** {message}", ""]
     lines += [
         "## Front over the budgets",
         "",
@@ -191,6 +201,7 @@ def write_outputs(out: Path, res: dict[str, Any]) -> None:
         {**r, "method": f"{r['method']} @ {p['spec']}"}
         for p in res["budgets"]
         for r in p["methods"]
+        if r.get("kind", "fixed") == "fixed"  # the floor has no params to place (see report.md)
     ]
     scatter_methods_png(
         out / "auc_vs_params.png",

@@ -170,7 +170,8 @@ def run_report(
     randoms = {b: population(space, limits[b], limit=RANDOM_POPULATION, exhaustive=False)
                for b in budgets}
     selected = {
-        b: [found[_unit_name(m.name, b, s)]["sizes"] for m in chosen for s in seed_list]
+        b: [found[_unit_name(m.name, b, s)]["sizes"]
+            for m in chosen if m.kind == "fixed" for s in seed_list]
         for b in budgets
     }
     scored = stage(
@@ -197,16 +198,20 @@ def run_report(
 
     # 4. retrain every distinct (sizes, seed) once
     unique: dict[tuple[tuple[int, ...], int], str] = {}
+    kinds: dict[str, str] = {}
     for b in budgets:
         for m in chosen:
             for s in seed_list:
                 sizes = tuple(found[_unit_name(m.name, b, s)]["sizes"])
                 if retrain:
-                    unique.setdefault((sizes, s), f"retrain-{'-'.join(map(str, sizes))}-seed{s}")
+                    # the floor's all-zero marker is no architecture: its own unit name
+                    tag = "linear" if m.kind == "linear" else "-".join(map(str, sizes))
+                    name = unique.setdefault((sizes, s), f"retrain-{tag}-seed{s}")
+                    kinds[name] = m.kind
     retrained = stage(
         "retrain",
         [
-            (name, "retrain", {"seed": s, "sizes": list(sz), "cfg": tcfg})
+            (name, "retrain", {"seed": s, "sizes": list(sz), "cfg": tcfg, "kind": kinds[name]})
             for (sz, s), name in unique.items()
         ],
     )

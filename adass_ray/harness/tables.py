@@ -60,13 +60,18 @@ def tables(
                 "rule": m.rule,
                 "sizes": [u["sizes"] for u in units],
             }
+            row["kind"] = m.kind
+            row["val_auc"] = [r.get("best_val_auc", math.nan) for r in runs]
             for key in ("test_auc", "test_logloss", "embedding_params", "total_params"):
                 row[key] = [r.get(key, math.nan) for r in runs]
             if not any(runs):  # not retrained: the embedding params are the selection's cost
                 row["embedding_params"] = [float(u["cost"]) for u in units]
-            for key in ("test_auc", "test_logloss", "embedding_params", "total_params"):
+            for key in ("val_auc", "test_auc", "test_logloss", "embedding_params",
+                        "total_params"):
                 row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(row[key])
-            row["quality_b_ref"] = [q_ref[tuple(u["sizes"])] for u in units]
+            # the floor has no architecture on the supernet: no Q_B, no percentile
+            row["quality_b_ref"] = [q_ref.get(tuple(u["sizes"]), math.nan) if m.kind == "fixed"
+                                    else math.nan for u in units]
             row["percentile"] = [percentile(q, sc["population_q"]) for q in row["quality_b_ref"]]
             row["percentile_mean"], _ = _mean_std(row["percentile"])
             row["percentile_random"] = [percentile(q, sc["random_q"])
@@ -122,15 +127,36 @@ def tables(
         if panel_archs else None,
         "panel": [list(space.sizes(a)) for a in panel_archs],
         "planted": _planted(
-            fm, {(p["spec"], r["method"]): r["sizes"] for p in per_budget for r in p["methods"]}
+            fm, {(p["spec"], r["method"]): r["sizes"] for p in per_budget for r in p["methods"]
+                 if r["kind"] == "fixed"}
         ),
+        "floor_warnings": floor_warnings(per_budget),
     }
+
+
+def floor_warnings(per_budget: list[dict[str, Any]]) -> list[str]:
+    """One warning per (budget, method) whose mean validation AUC does not beat the floor's."""
+    from adass_ray.train.floor import floor_warning
+
+    out = []
+    for p in per_budget:
+        floor = next((r for r in p["methods"] if r["kind"] == "linear"), None)
+        if floor is None or math.isnan(floor["val_auc_mean"]):
+            continue
+        for r in p["methods"]:
+            if r["kind"] == "fixed" and not math.isnan(r["val_auc_mean"]):
+                message = floor_warning(r["val_auc_mean"], floor["val_auc_mean"],
+                                        what=f"{r['method']} @ {p['spec']}")
+                if message:
+                    out.append(message)
+    return out
 
 
 def _hypervolume(per_budget: list[dict[str, Any]], uniform_cost: int) -> dict[str, float]:
     """Per method: the area its (params, mean test AUC) points over the budgets dominate."""
-    names = [r["method"] for r in per_budget[0]["methods"]]
-    aucs = [r["test_auc_mean"] for p in per_budget for r in p["methods"]]
+    # the floor has no embedding params: its point would dominate the whole front
+    names = [r["method"] for r in per_budget[0]["methods"] if r.get("kind", "fixed") == "fixed"]
+    aucs = [r["test_auc_mean"] for p in per_budget for r in p["methods"] if r["method"] in names]
     if any(math.isnan(a) for a in aucs):  # not retrained: no front to measure
         return {}
     floor = min(aucs) - 1e-3

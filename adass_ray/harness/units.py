@@ -91,6 +91,9 @@ def unit_method(
         job.space = space = ctx.space
         job.evaluator, ev_b = evaluators(ctx)
         score_b = ev_b
+    if m.kind == "linear":  # the floor: nothing to size, nothing to score on a supernet
+        return {"method": method, "seed": seed, "budget": budget, "seconds": 0.0,
+                "sizes": [0] * space.num_fields, "evaluations": 0, "cost": 0}
     found, seconds = timed(m.sizes, job)
     out: dict[str, Any] = {
         "method": method,
@@ -120,12 +123,18 @@ def unit_method(
 
 
 def unit_retrain(
-    *, data: str, work: str, seed: int, sizes: list[int], cfg: dict[str, Any]
+    *, data: str, work: str, seed: int, sizes: list[int], cfg: dict[str, Any],
+    kind: str = "fixed",
 ) -> dict[str, Any]:
-    """Train the stand-alone model with ``sizes`` from scratch (seed ``seed``)."""
+    """Train the stand-alone model with ``sizes`` from scratch (seed ``seed``), or with
+    ``kind="linear"`` the linear floor (its own recipe, :func:`floor_config`)."""
+    from adass_ray.train.floor import floor_config
     from adass_ray.train.local import train_local
 
     train_cfg = replace(configio.from_mapping(TrainConfig, cfg), seed=seed)
+    if kind == "linear":
+        _, metrics = train_local(Path(data), floor_config(train_cfg), "linear")
+        return {"seed": seed, "sizes": sizes, "kind": kind, **metrics}
     _, metrics = train_local(Path(data), train_cfg, "fixed", tuple(sizes))
     return {"seed": seed, "sizes": sizes, **metrics}
 

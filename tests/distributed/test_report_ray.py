@@ -41,12 +41,19 @@ def test_quick_report_runs_every_method_and_reuses_finished_units(ray_local, tmp
         "AdaS&S (ours)",
         "random search",
         "evolution",
+        "linear floor (one-hot LR)",
     }
     for name, r in methods.items():
         assert len(r["test_auc"]) == 2 and all(0.0 <= a <= 1.0 for a in r["test_auc"])
+        assert all(0.5 <= a <= 1.0 for a in r["val_auc"]), name
         if name != "uniform d_base":  # every other method is held to the budget
             assert max(r["embedding_params"]) <= per["budget"], name
-        assert all(0.0 <= p <= 100.0 for p in r["percentile"]), name
+        if r["kind"] == "fixed":  # the floor has no architecture to place on the supernet
+            assert all(0.0 <= p <= 100.0 for p in r["percentile"]), name
+    floor = methods["linear floor (one-hot LR)"]
+    assert floor["embedding_params"] == [0, 0] and floor["total_params"][0] > 0
+    assert "vs_ours_auc" in floor and len(res["floor_warnings"]) == sum(
+        r["val_auc_mean"] <= floor["val_auc_mean"] for r in methods.values() if r is not floor)
     ours = methods["AdaS&S (ours)"]
     for other in ("random search", "evolution"):  # equal evaluations, seed by seed
         assert methods[other]["evaluations"] == ours["evaluations"]
@@ -54,9 +61,10 @@ def test_quick_report_runs_every_method_and_reuses_finished_units(ray_local, tmp
     assert len(res["panel"]) == 12 and len(res["ranking"]["variants"]) == 1
     assert all(-1.0 <= r["kendall_tau"] <= 1.0 for r in res["ranking"]["variants"])
     assert res["planted"] is not None  # synthetic data carry their ground truth
-    assert set(res["hypervolume"]) == set(methods)
+    assert set(res["hypervolume"]) == set(methods) - {"linear floor (one-hot LR)"}
     md = (out / "report.md").read_text()
     assert "| AdaS&S (ours) |" in md and "Kendall" in md and "Verdict:" in md
+    assert "Linear floor (one-hot logistic regression" in md
     assert "Noise floor" in md
     for png in ("auc_vs_params.png", "sizes_heatmap.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
@@ -134,7 +142,7 @@ def test_search_only_report_with_chosen_methods(ray_local, tmp_path):
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in res["budgets"][0]["methods"]}
-    assert set(rows) == {"AdaS&S (ours)", "random search"}
+    assert set(rows) == {"AdaS&S (ours)", "random search", "linear floor (one-hot LR)"}
     assert rows["random search"]["vs_ours_auc"]["verdict"] == "n/a"
     assert rows["random search"]["vs_ours_percentile"]["n"] == 2
     assert res["ranking"] is None and res["hypervolume"] == {}

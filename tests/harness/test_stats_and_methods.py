@@ -45,7 +45,7 @@ def test_registry_names_are_unique_and_ours_is_always_run() -> None:
     assert len(names) == len(set(names)) and M.OURS in names
     assert all(m.variant in (None, *M.VARIANTS) for m in M.METHODS)
     picked = [m.name for m in M.chosen(ablations=True, quick=False, names=("random search",))]
-    assert picked == [M.OURS, "random search"]
+    assert picked == [M.FLOOR, M.OURS, "random search"]  # the floor always comes along
     assert all(m.group != "ablation" for m in M.chosen(ablations=False, quick=False))
     with pytest.raises(ConfigError, match="unknown method"):
         M.chosen(ablations=False, quick=False, names=("magic",))
@@ -60,3 +60,20 @@ def test_widen_adds_the_row_noise_in_quadrature() -> None:
     wide = widen(spread, 0.003)
     half = (spread["hi"] - spread["lo"]) / 2
     assert wide["hi"] - wide["mean"] == pytest.approx(math.hypot(half, 0.003))
+
+
+def test_floor_warnings_name_each_method_at_or_below_the_floor() -> None:
+    from adass_ray.harness.tables import floor_warnings
+
+    def row(name: str, val: float, kind: str = "fixed") -> dict[str, object]:
+        return {"method": name, "kind": kind, "val_auc_mean": val}
+
+    per = [{"spec": "0.5", "methods": [row(M.FLOOR, 0.70, "linear"), row("good", 0.71),
+                                       row("bad", 0.69), row("tied", 0.70),
+                                       row("untrained", float("nan"))]}]
+    got = floor_warnings(per)  # type: ignore[arg-type]
+    assert len(got) == 2
+    assert got[0].startswith("bad @ 0.5 does not beat the linear floor")
+    assert "tied @ 0.5" in got[1] and "0.7000 <= 0.7000" in got[1]
+    per[0]["methods"] = per[0]["methods"][1:]  # no floor row (not retrained): nothing to say
+    assert floor_warnings(per) == []  # type: ignore[arg-type]
