@@ -6,7 +6,10 @@ Rules (applied to a sample of the first :data:`SAMPLE_ROWS` rows):
   (case-insensitive); it must hold 0/1 values (or two-valued true/false);
 - text and boolean columns are categorical;
 - integer columns are categorical when their name looks like an id (``id``, ``*_id``, ``*Id``) or
-  they have at most :data:`MAX_CODES` distinct values; otherwise numeric;
+  they have at most ``max(MAX_CODES, rows / ROWS_PER_VALUE)`` distinct values (each value then
+  has on average enough rows to learn its own vector: on UCI Adult the linear floor reached
+  validation AUC 0.913 with its five integer columns as 32 quantile bins, 0.923 with them as
+  ids); otherwise numeric;
 - float columns are numeric unless they have at most :data:`MAX_CODES` distinct values;
 - numeric columns are handled as ``prepare`` handles them: train-fitted quantile bins become the
   field's ids (and the value is kept as a dense value);
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 LABEL_NAMES = ("label", "target", "click", "clicked", "is_click", "y", "class", "outcome")
 MAX_CODES = 32  # a number column with at most this many values is a code (categorical)
+ROWS_PER_VALUE = 100  # an integer column is categorical up to rows / this many values
 SAMPLE_ROWS = 200_000
 NEAR_UNIQUE = 0.5  # distinct / rows above which a categorical column is id-like
 
@@ -82,8 +86,9 @@ def infer_schema(path: str | Path, fmt: str, *, label: str | None = None) -> tup
             notes[name] = f"left out: {distinct} distinct value(s) in {rows} rows"
             continue
         is_int = pa.types.is_integer(t)
+        codes = max(MAX_CODES, rows // ROWS_PER_VALUE) if is_int else MAX_CODES
         if (is_int or pa.types.is_floating(t) or pa.types.is_decimal(t)) and not (
-            (is_int and _id_like(name)) or distinct <= MAX_CODES
+            (is_int and _id_like(name)) or distinct <= codes
         ):
             nums.append(name)
             notes[name] = f"numeric ({t}, {distinct} distinct): quantile bins + dense value"

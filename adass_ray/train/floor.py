@@ -30,6 +30,6 @@ def floor_warning(model_val_auc: float, floor_val_auc: float, *, what: str = "th
     return (
         f"{what} does not beat the linear floor on validation (AUC {model_val_auc:.4f} <= "
         f"{floor_val_auc:.4f} for a one-hot logistic regression): the training recipe does not "
-        "fit this data, so size comparisons on it mean little; try model.dropout, "
-        "model.emb_l2, a smaller model.hidden or more epochs"
+        "fit this data, so size comparisons on it mean little; try model.dropout=0.3, "
+        "a smaller model.hidden, weight_decay or model.wide=true"
     )
