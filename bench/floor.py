@@ -81,6 +81,18 @@ def _arm(data: Path, arm: str, seed: int, overrides: list[str]) -> dict[str, flo
             "seconds": m["seconds"]}
 
 
+def _recipe_hash(arm: str, seed: int, overrides: list[str]) -> str:
+    from adass_ray import configio
+    from adass_ray.train.config import TrainConfig
+    from adass_ray.train.floor import floor_config
+
+    cfg = configio.load(TrainConfig, None, [f"seed={seed}", *overrides])
+    if arm == "floor":
+        cfg = floor_config(cfg)
+    text = json.dumps(configio.to_dict(cfg), sort_keys=True, default=str)
+    return f"{arm}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
 def _ms(xs: list[float]) -> str:
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
     return f"{statistics.mean(xs):.4f} ± {sd:.4f}"
@@ -107,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         res: dict[str, list[dict[str, float]]] = {"uniform-16": [], "floor": []}
         for arm in res:
             for seed in range(a.seeds):
-                key = f"{name}__{'floor' if arm == 'floor' else tag}__{seed}".replace("/", "_")
-                path = cache / f"{key}.json"
+                over = a.overrides if arm != "floor" else []
+                # keyed by the resolved recipe, so a changed default is never read from the cache
+                path = cache / f"{name}__{arm}__{_recipe_hash(arm, seed, over)}.json"
                 if not path.is_file():
-                    over = a.overrides if arm != "floor" else []
                     path.write_text(json.dumps(_arm(Path(folder), arm, seed, over)))
                 res[arm].append(json.loads(path.read_text()))
                 print(f"{name} {arm} seed {seed}: {res[arm][-1]}", file=sys.stderr, flush=True)
