@@ -29,7 +29,7 @@ from adass_ray.model.unifier import (
     pooled_lookup,
     unify,
 )
-from adass_ray.model.wide import FirstOrder
+from adass_ray.model.wide import WIDE_SCALE, FirstOrder
 
 
 class MixedEmbeddings(nn.Module):
@@ -223,7 +223,7 @@ class StandaloneModel(nn.Module):
             field_names=fm.field_names,
         )
         net = backbone_for_feature_map(fm, backbone, d=d, **backbone_kwargs)
-        first = FirstOrder.from_feature_map(fm, sparse=sparse) if wide else None
+        first = FirstOrder.from_feature_map(fm, sparse=sparse, scale=WIDE_SCALE) if wide else None
         return cls(embeddings=emb, backbone=net, wide=first)
 
     @classmethod

@@ -22,7 +22,7 @@ from adass_ray.errors import ConfigError
 from adass_ray.model.backbones import backbone_for_feature_map
 from adass_ray.model.embeddings import CandidateEmbeddings
 from adass_ray.model.unifier import to_device, validate_sizes
-from adass_ray.model.wide import FirstOrder
+from adass_ray.model.wide import WIDE_SCALE, FirstOrder
 
 Arch = Tensor | Sequence[int]
 
@@ -96,7 +96,7 @@ class Supernet(nn.Module):
             fm, d=d, candidate_sizes=candidate_sizes, layout=layout, sparse=sparse
         )
         net = backbone_for_feature_map(fm, backbone, d=d, **backbone_kwargs)
-        first = FirstOrder.from_feature_map(fm, sparse=sparse) if wide else None
+        first = FirstOrder.from_feature_map(fm, sparse=sparse, scale=WIDE_SCALE) if wide else None
         return cls(embeddings=emb, backbone=net, field_names=fm.field_names, wide=first)
 
     @property

@@ -22,6 +22,10 @@ from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.model.unifier import pooled_lookup
 
+#: the wide term's output scale inside a wide-and-deep model: x10 its effective Adam step, so at
+#: the network's lr 1e-3 it moves like the floor at its lr 1e-2
+WIDE_SCALE = 10.0
+
 
 class FirstOrder(nn.Module):
     """``sum_f w_f[x_f] + b``: one scalar per id per field.
@@ -30,6 +34,9 @@ class FirstOrder(nn.Module):
         vocab_sizes: ``V_f`` per field (feature-map order).
         multi_valued: per field, whether it is multi-valued (mean-pooled).
         sparse: sparse gradients for the table (the loop then gives it the lazy Adam).
+        scale: the output is ``scale * (sum_f w_f[x_f] + b)``: under Adam this multiplies the
+            term's effective learning rate by ``scale`` (a scalar per id needs larger steps than
+            the embedding network's default learning rate gives; see :data:`WIDE_SCALE`).
 
     Shapes: ``forward(ids [B, F_single], multi) -> [B]``.
     """
@@ -38,9 +45,15 @@ class FirstOrder(nn.Module):
     multi_offsets: Tensor  # [F_multi] the same for the multi-valued fields
 
     def __init__(
-        self, *, vocab_sizes: Sequence[int], multi_valued: Sequence[bool], sparse: bool = False
+        self,
+        *,
+        vocab_sizes: Sequence[int],
+        multi_valued: Sequence[bool],
+        sparse: bool = False,
+        scale: float = 1.0,
     ) -> None:
         super().__init__()
+        self.scale = float(scale)
         starts, row = [], 0
         for v in vocab_sizes:
             starts.append(row)
@@ -58,12 +71,15 @@ class FirstOrder(nn.Module):
         self.sparse = sparse
 
     @classmethod
-    def from_feature_map(cls, fm: FeatureMap, *, sparse: bool = False) -> FirstOrder:
+    def from_feature_map(
+        cls, fm: FeatureMap, *, sparse: bool = False, scale: float = 1.0
+    ) -> FirstOrder:
         """The first-order term over every field of ``fm``."""
         return cls(
             vocab_sizes=fm.vocab_sizes,
             multi_valued=[f.kind == "multi_valued" for f in fm.fields],
             sparse=sparse,
+            scale=scale,
         )
 
     def forward(self, ids: Tensor, multi: Sequence[Tensor]) -> Tensor:
@@ -73,7 +89,7 @@ class FirstOrder(nn.Module):
             out = out + F.embedding(ids + self.offsets, table, sparse=self.sparse).sum(dim=(1, 2))
         for j, m in enumerate(multi):
             out = out + pooled_lookup(table, m, self.multi_offsets[j], sparse=self.sparse)[:, 0]
-        return out
+        return out if self.scale == 1.0 else out * self.scale
 
 
 class LinearModel(nn.Module):

@@ -46,7 +46,10 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     epochs: int = 10
-    batch_size: int = 2048
+    # 512, not 2048: on small tables (UCI Adult, 39k training rows) 2048 gave an epoch of 19 steps
+    # and a model below the linear floor (validation AUC 0.922 vs 0.929; 512: 0.928); see the
+    # README, "Defaults vs the linear floor"
+    batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 2

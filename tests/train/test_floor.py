@@ -26,9 +26,12 @@ CFG = TrainConfig(model=ModelConfig(hidden=(16,)), epochs=4, batch_size=256, pat
                   num_workers=1, use_gpu="no")
 
 
-def test_floor_config_changes_only_the_learning_rate():
+def test_floor_config_is_a_well_trained_logistic_regression():
     got = floor_config(CFG)
-    assert got.lr == FLOOR_LR and got.epochs == CFG.epochs and got.batch_size == CFG.batch_size
+    assert got.lr == FLOOR_LR and got.epochs == 20 and got.batch_size == CFG.batch_size == 256
+    assert got.patience == 2 and got.max_rows == CFG.max_rows and got.seed == CFG.seed
+    big = floor_config(TrainConfig(batch_size=4096, epochs=50, patience=3))
+    assert (big.batch_size, big.epochs, big.patience) == (512, 50, 3)
 
 
 def test_a_crippled_model_is_below_the_floor_and_warned_about(data, tmp_path):
