@@ -2,7 +2,8 @@
 
 For each dataset and seed: the uniform-16 stand-alone model trained with the default
 :class:`TrainConfig` (plus any ``key=value`` overrides, the same for every dataset) and the
-linear floor (one-hot logistic regression, :func:`adass_ray.train.floor.floor_config`), both by
+linear floor (one-hot logistic regression, :func:`adass_ray.train.floor.floor_config` of the
+default config: the overrides change the model's recipe only, so the bar stays put), both by
 :func:`train_local` on the same loader and split. Prints a markdown table of validation and test
 AUC, mean ± sd over the seeds, and whether the model beats the floor on validation.
 
