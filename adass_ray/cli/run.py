@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adass_ray.cli.common import add_tracking_args, tracking_of
 from adass_ray.errors import AdassError
 from adass_ray.stages import smoke
+
+if TYPE_CHECKING:
+    from adass_ray.stages.pipeline import DataInput
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +81,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         search_overrides = list(smoke.PIPELINE_SEARCH)
         seeds = min(seeds, smoke.PIPELINE_SEEDS)
     if args.dry_run:
-        return _dry_run(args, overrides)
+        return _dry_run(args, overrides, inp)
     result = pipeline.run(
         data_input=inp,
         out=args.out,
@@ -236,7 +240,7 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(args: argparse.Namespace, overrides: list[str]) -> int:
+def _dry_run(args: argparse.Namespace, overrides: list[str], inp: DataInput) -> int:
     """Prepare the data (the pipeline's first stage), then print both training plans."""
     from adass_ray import configio
     from adass_ray.stages import pipeline
@@ -244,9 +248,9 @@ def _dry_run(args: argparse.Namespace, overrides: list[str]) -> int:
     from adass_ray.train.memory import available_per_worker, check_fits, plan_memory
 
     rows = smoke.PIPELINE_ROWS if args.smoke_test else 100_000
-    fm = pipeline.prepare_source(args.source, Path(args.out) / "data", seed=args.seed, rows=rows)
-    cfg = configio.load(TrainConfig, args.config or pipeline.default_config(args.source),
-                        [f"seed={args.seed}", *overrides])
+    _, fm, _ = pipeline.prepare_input(inp, Path(args.out), seed=args.seed, rows=rows)
+    shipped = pipeline.default_config(inp.source or fm.name) if not inp.input else None
+    cfg = configio.load(TrainConfig, args.config or shipped, [f"seed={args.seed}", *overrides])
     available = available_per_worker(cfg)
     # by default the searched sizes cost a fraction of the uniform baseline, so its plan bounds
     # both retraining stages

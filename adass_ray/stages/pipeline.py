@@ -157,7 +157,7 @@ def prepare_input(
         logger.info("inferred a schema for %s (label %r, %d categorical, %d numeric): %s; edit "
                     "it and pass --schema to change it", inp.input, schema.label,
                     len(schema.categorical), len(schema.numeric), written)
-    raw = readers.read_input(inp.input, fmt, schema)
+    raw = readers.open_input(inp.input, fmt, schema)  # text formats stream, as in `prepare`
     return data, prepare(raw, data, PrepareConfig(seed=seed)), written
 
 
