@@ -121,11 +121,23 @@ def train(
         for name in ("model.pt", "history.json", "metrics.json"):
             tracker.log_artifact(out / name)
         tracker.log_artifact(data / FEATURE_MAP_FILE)
-        if kind == "fixed":  # the retrained model, loadable with mlflow.pytorch.load_model
-            from adass_ray.model.checkpoint import load_model
-
-            tracker.log_model(load_model(out, fm)[0], "model")
+        if kind == "fixed":
+            log_model_folder(tracker, out / "model.pt", data / FEATURE_MAP_FILE)
     return result
+
+
+def log_model_folder(tracker: Any, model_file: Path, feature_map_file: Path) -> None:
+    """Log a retrained model as the run's ``model/`` artifact folder, without pickle.
+
+    ``model/`` holds ``model.pt`` (tensors and plain data only), ``feature_map.json`` and
+    ``model.json`` (kind, sizes, model config, readable); rebuild the model with
+    :func:`adass_ray.model.checkpoint.load_model_folder` on the downloaded folder.
+    """
+    from adass_ray.model.checkpoint import describe_model
+
+    tracker.log_artifact(model_file, artifact_path="model")
+    tracker.log_artifact(feature_map_file, artifact_path="model")
+    tracker.log_dict(describe_model(model_file), "model/model.json")
 
 
 def _inherited_state(
