@@ -1,8 +1,8 @@
 """Model and state files load with ``weights_only=True``: a crafted pickle is refused unread.
 
 A payload that would create a file proves that nothing in a refused file was ever built; our
-own files (model, training-loop and search states) still load, and the MLflow model is logged
-as tensors + JSON and rebuilt by the package's own loader.
+own files (model and training-loop states) still load (the MLflow model folder: see
+tests/tracking/test_tracking.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from adass_ray.errors import DataError
 from adass_ray.model.checkpoint import (
     MODEL_KEYS,
     load_model,
-    load_model_folder,
     load_plain,
     save_model,
 )
@@ -143,23 +142,3 @@ def test_our_training_loop_state_loads_weights_only(data, tmp_path):
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
     assert a["task"]["sampler"].keys() == b["task"]["sampler"].keys()
-
-
-def test_the_logged_model_folder_has_no_pickle_and_rebuilds(data, tmp_path):
-    import mlflow
-
-    from adass_ray.stages.train import log_model_folder
-    from adass_ray.tracking.runs import MlflowTracker
-
-    model = _fixed_model(data, tmp_path / "model.pt")
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tracker = MlflowTracker.start(tracking_uri=uri, experiment="t", run_name="r")
-    with tracker:
-        log_model_folder(tracker, tmp_path / "model.pt", data / "feature_map.json")
-    local = mlflow.MlflowClient(uri).download_artifacts(tracker.run_id, "model",
-                                                        str(tmp_path / "dl"))
-    assert sorted(p.name for p in Path(local).iterdir()) == [
-        "feature_map.json", "model.json", "model.pt"]
-    loaded = load_model_folder(local)
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, loaded.state_dict()[k]), k
