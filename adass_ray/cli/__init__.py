@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from adass_ray.cli import data, run, search, train
 from adass_ray.cli.progress import maybe_bars
+from adass_ray.data.io import check_out_path
 from adass_ray.errors import AdassError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -57,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     handler: Handler = args.handler
     try:
+        if getattr(args, "out", None):
+            check_out_path(args.out)  # a file given as --out: one line, before any work
         with maybe_bars():  # bars on stderr only when it is a terminal (or ADASS_RAY_PROGRESS=1)
             return handler(args)
     except AdassError as e:

@@ -10,13 +10,16 @@ Python) kernels that turn one column into ids, independent of splitting and writ
   bins, plus the dense value;
 * multi-valued fields (:func:`encode_multi`): lists of ids;
 * :func:`float_numpy`, a numeric column as float64 numpy with NaN for nulls;
-* :class:`VocabCounts`, the same vocabulary fitted from batches (the streaming prepare).
+* :class:`VocabCounts`, the same vocabulary fitted from batches (the streaming prepare);
+* :func:`mapping_hash` / :func:`rows_digest`, what the dataset fingerprint is made of.
 
 ``prepare`` chooses the encoder per field and passes the train mask and thresholds in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -210,3 +213,25 @@ class VocabCounts:
             "count": pc.cast(kept["count"], pa.int64()),
         })
         return vocab, table.num_rows - table["value"].null_count
+
+
+def mapping_hash(transform: Any, vocab: pa.Table | None) -> str:
+    """sha256 of a field's value → id mapping: its transform and its vocabulary's (id, value)
+    pairs (counts left out: they describe the data, not the mapping)."""
+    h = hashlib.sha256(json.dumps(transform, sort_keys=True, default=str).encode())
+    if vocab is not None:
+        for name in ("id", "value"):
+            col = vocab[name].combine_chunks()
+            h.update(name.encode())
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                # lengths then bytes: ["ab", "c"] and ["a", "bc"] must hash apart
+                h.update(np.asarray(pc.utf8_length(col).fill_null(-1), np.int64).tobytes())
+                h.update(b"".join(v.encode() for v in col.fill_null("").to_pylist()))
+            else:
+                h.update(np.asarray(col.to_numpy(zero_copy_only=False), np.int64).tobytes())
+    return h.hexdigest()
+
+
+def rows_digest(rows: np.ndarray) -> str:
+    """sha256 of the row numbers (of the raw input) one split holds, in order."""
+    return hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()

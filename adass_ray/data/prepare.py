@@ -19,13 +19,14 @@ encoders (vocabulary fitting, numeric bucketing, multi-valued lists) are in
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ from adass_ray.data.encoding import (
     encode_multi,
     encode_numeric,
     float_numpy,
+    mapping_hash,
+    rows_digest,
     vocab_ids,
 )
 from adass_ray.data.feature_map import (
@@ -121,18 +124,20 @@ def prepare(
     config: PrepareConfig = PrepareConfig(),
     *,
     overwrite: bool = False,
+    inputs: Sequence[str | Path | None] = (),
 ) -> FeatureMap:
     """Turn ``raw`` into a prepared dataset at ``out`` and return its feature map.
 
     A :class:`RawStream` is prepared batch by batch in bounded memory (random split, no
     multi-valued fields; otherwise it is read whole first); both paths give the same dataset.
+    ``inputs`` (the raw file, the schema ...) are never inside a folder ``overwrite`` replaces.
 
     Raises:
         DataError: bad label values, empty table, non-numeric numeric columns, no time column
             for a time split.
         AdassError: ``out`` exists and ``overwrite`` is false.
     """
-    check_output_dir(out, overwrite=overwrite)  # fail before any work
+    check_output_dir(out, overwrite=overwrite, inputs=inputs)  # fail before any work
     if isinstance(raw, RawStream):
         if config.split == "random" and not raw.schema.multi_valued:
             # imported here: the streaming module builds on this one's helpers
@@ -196,7 +201,7 @@ def prepare(
         if vocab is not None:
             vocabs[name] = vocab
 
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers()) as pool, progress.closing(
             progress.bar(total=n, desc=f"prepare {raw.name}: write", unit="rows", scale=True)
@@ -218,7 +223,8 @@ def prepare(
         pos_rate: dict[str, float | None] = {}
         for split, files in zip(SPLITS, written, strict=True):
             idx = splits[split]
-            split_info[split] = SplitInfo(rows=int(len(idx)), files=tuple(files))
+            split_info[split] = SplitInfo(rows=int(len(idx)), files=tuple(files),
+                                          digest=rows_digest(idx))
             pos_rate[split] = positive_rate(int(label[idx].sum()), len(idx))
         finish(tmp, raw, config, fields, vocabs, split_info, pos_rate, default_min)
     logger.info("prepared %s: %d rows, %d fields → %s", raw.name, n, len(fields), out)
@@ -255,11 +261,13 @@ def finish(
             )
     (tmp / "vocab").mkdir()
     for name, vocab in vocabs.items():
-        pq.write_table(vocab, tmp / "vocab" / f"{_safe(name)}.parquet")
+        pq.write_table(vocab, tmp / "vocab" / vocab_file_name(name))
+    # the fingerprint's part of each field: a hash of its value → id mapping
+    hashed = [replace(f, vocab_hash=mapping_hash(f.transform, vocabs.get(f.name))) for f in fields]
     fmap = FeatureMap(
         name=raw.name,
         label="label",
-        fields=tuple(fields),
+        fields=tuple(hashed),
         candidate_sizes=config.candidate_sizes,
         splits=split_info,
         metadata={
@@ -392,6 +400,13 @@ def workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def _safe(name: str) -> str:
-    # a field name as a file name
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+def vocab_file_name(name: str) -> str:
+    """The file of field ``name``'s vocabulary under ``vocab/``: one per name, never shared.
+
+    A name that is not already a short, safe file name (``a/b``, ``..``, 300 characters) gets
+    its safe prefix plus a hash of the whole name, so ``a/b`` and ``a_b`` get two files.
+    """
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80]
+    if safe == name:
+        return f"{name}.parquet"
+    return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.parquet"

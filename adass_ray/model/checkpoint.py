@@ -104,6 +104,25 @@ def check_fingerprint(found: dict[str, Any], fm: FeatureMap, *, source: str) -> 
                 f"{source} was trained on other data: field {name!r} has vocab "
                 f"{got[name][2]} there, {vocab} here; train it again on this dataset"
             )
+    theirs = found.get("vocab_hashes") or {}
+    if want.get("vocab_hashes") and not theirs:
+        raise DataError(
+            f"{source} records no vocabulary hashes (made before they existed), so it cannot be "
+            "checked against this dataset; train it again on this dataset"
+        )
+    for name, digest in (want.get("vocab_hashes") or {}).items():
+        if theirs.get(name) != digest:
+            raise DataError(
+                f"{source} was trained on other data: field {name!r} maps values to other ids "
+                "there (another vocabulary); train it again on this dataset"
+            )
+    theirs = found.get("splits") or {}
+    for split, digest in (want.get("splits") or {}).items():
+        if theirs.get(split) != digest:
+            raise DataError(
+                f"{source} was trained on other data: the {split} split holds other rows there "
+                "(prepared with another seed or split rule); train it again on this dataset"
+            )
     raise DataError(
         f"{source} was trained on other data (fields differ); train it again on this dataset"
     )
