@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adass_ray.data.feature_map import FieldSpec
+from adass_ray.data.feature_map import SPLITS, FieldSpec
 from adass_ray.errors import DataError
 
 
@@ -235,3 +236,39 @@ def mapping_hash(transform: Any, vocab: pa.Table | None) -> str:
 def rows_digest(rows: np.ndarray) -> str:
     """sha256 of the row numbers (of the raw input) one split holds, in order."""
     return hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()
+
+
+def check_trainable(
+    name: str, label: np.ndarray, splits: dict[str, np.ndarray], fractions: Sequence[float]
+) -> None:
+    """Refuse data a model cannot be trained or scored on: an empty split, one class."""
+    for split, frac in zip(SPLITS, fractions, strict=True):
+        if frac > 0 and len(splits[split]) == 0:
+            raise DataError(
+                f"{name}: {len(label)} row(s) leave the {split} split empty; give more rows "
+                f"(at least {int(np.ceil(1 / min(f for f in fractions if f > 0)))})"
+            )
+    classes = np.unique(label)
+    if len(classes) < 2:
+        raise DataError(
+            f"{name}: every row has label {classes[0]:g}; a click model needs both 0s and 1s "
+            "(check the label column or the label rule)"
+        )
+    train = np.unique(label[splits["train"]])
+    if len(train) < 2:
+        raise DataError(
+            f"{name}: the train split holds only label {train[0]:g}; give more rows "
+            "or another --seed"
+        )
+
+
+def vocab_file_name(name: str) -> str:
+    """The file of field ``name``'s vocabulary under ``vocab/``: one per name, never shared.
+
+    A name that is not already a short, safe file name (``a/b``, ``..``, 300 characters) gets
+    its safe prefix plus a hash of the whole name, so ``a/b`` and ``a_b`` get two files.
+    """
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80]
+    if safe == name:
+        return f"{name}.parquet"
+    return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.parquet"

@@ -9,7 +9,8 @@ and also kept as a dense value. Multi-valued columns become lists of ids.
 Output layout (see :mod:`adass_ray.data.feature_map`)::
 
     OUT/feature_map.json
-    OUT/vocab/<field>.parquet          value → id, with train counts (to encode new data)
+    OUT/vocab/<field>.parquet          value → id, with train counts (to encode new data);
+                                       see vocab_file_name for names that are not file names
     OUT/{train,valid,test}/part-00000.parquet …
 
 Everything is written into a temp folder and renamed into place at the end. The per-column
@@ -19,7 +20,6 @@ encoders (vocabulary fitting, numeric bucketing, multi-valued lists) are in
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -37,12 +37,14 @@ import pyarrow.parquet as pq
 
 from adass_ray import progress
 from adass_ray.data.encoding import (
+    check_trainable,
     column_codes,
     encode_multi,
     encode_numeric,
     float_numpy,
     mapping_hash,
     rows_digest,
+    vocab_file_name,
     vocab_ids,
 )
 from adass_ray.data.feature_map import (
@@ -155,6 +157,7 @@ def prepare(
         raise DataError(f"{raw.name}: no rows")
     label = label_values(raw.table, raw.schema, raw.name)
     splits = _split_indices(raw, config)
+    check_trainable(raw.name, label, splits, config.fractions)
     train = np.zeros(n, dtype=bool)
     train[splits["train"]] = True
     default_min = default_min_count(raw, config)
@@ -302,6 +305,13 @@ def label_values(table: pa.Table | pa.RecordBatch, schema: Schema, name: str) ->
         except pa.ArrowInvalid:
             raise DataError(f"{name}: label column {col_name!r} is not numeric") from None
     if rule is not None:
+        values = float_numpy(col)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:  # the rule would turn nan/inf into 0/1 silently
+            raise DataError(
+                f"{name}: label column {col_name!r} holds {bad.size} non-finite value(s) "
+                f"(e.g. {values[bad[0]]}); drop or fix those rows"
+            )
         return (
             rule.apply(pa.array(float_numpy(col))).to_numpy(zero_copy_only=False)
         ).astype(np.float32)
@@ -398,15 +408,3 @@ def parquet_options(config: PrepareConfig) -> dict[str, Any]:
 def workers() -> int:
     """Threads for column-parallel work (numpy / pyarrow release the GIL)."""
     return max(1, min(8, os.cpu_count() or 1))
-
-
-def vocab_file_name(name: str) -> str:
-    """The file of field ``name``'s vocabulary under ``vocab/``: one per name, never shared.
-
-    A name that is not already a short, safe file name (``a/b``, ``..``, 300 characters) gets
-    its safe prefix plus a hash of the whole name, so ``a/b`` and ``a_b`` get two files.
-    """
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80]
-    if safe == name:
-        return f"{name}.parquet"
-    return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.parquet"

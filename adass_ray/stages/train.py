@@ -32,13 +32,28 @@ def fixed_sizes(
     """A fixed model's sizes: from ``sizes_file``, else ``uniform`` (default ``model.d``).
 
     Raises:
-        ConfigError: an unreadable or mismatched sizes file, or ``uniform < 1``.
+        ConfigError: an unreadable or mismatched sizes file, ``uniform < 1``, a size above
+            ``model.d`` (the model's width: no table may be wider) or every field dropped.
     """
     if sizes_file:
-        return read_sizes(sizes_file, fm)
-    if uniform is not None and uniform < 1:
-        raise ConfigError(f"--uniform must be >= 1, got {uniform}")
-    return (uniform or cfg.model.d,) * fm.num_fields
+        sizes = read_sizes(sizes_file, fm)
+        where = str(sizes_file)
+    else:
+        if uniform is not None and uniform < 1:
+            raise ConfigError(f"--uniform must be >= 1, got {uniform}")
+        sizes, where = (cfg.model.d if uniform is None else uniform,) * fm.num_fields, "--uniform"
+    d = cfg.model.d
+    wide = {n: s for n, s in zip(fm.field_names, sizes, strict=True) if s > d}
+    if wide:
+        name, size = next(iter(wide.items()))
+        raise ConfigError(
+            f"{where}: size {size:,} for field {name!r} is above the model width model.d={d} "
+            f"({len(wide)} field(s) over); sizes must be 0..{d}, or raise model.d"
+        )
+    if not any(sizes):
+        raise ConfigError(f"{where}: every field has size 0 (all dropped); the model would "
+                          "have no embeddings")
+    return sizes
 
 
 def memory_plan(
