@@ -8,6 +8,7 @@ exits 2 — never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -19,6 +20,9 @@ from adass_ray.data.io import check_out_path
 from adass_ray.errors import AdassError
 
 Handler = Callable[[argparse.Namespace], int]
+# OSErrors that say something about the machine (full disk, read-only or foreign folder)
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                       errno.ENAMETOOLONG}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdassError as e:
         print(f"adass-ray {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        # the disk or the file system, not a bug: one line (outputs are atomic: nothing half-made)
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"adass-ray {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"adass-ray {args.command}: interrupted", file=sys.stderr)
         return 130
