@@ -313,3 +313,20 @@ def test_yaml_exponent_without_a_dot_is_a_number(tmp_path):
     for bad in ("fast", "nan", "inf"):
         with pytest.raises(ConfigError, match="expected a number"):
             configio.load(TrainConfig, None, [f"lr={bad}"])
+
+
+def test_a_folder_a_command_made_is_marked_and_one_it_found_is_not(tmp_path, monkeypatch):
+    """Only folders a command created get the marker (so --overwrite can never be talked into
+    replacing a folder that was there before, e.g. a home folder given as ``train --out``)."""
+    import adass_ray.cli.train as cli_train
+
+    def fake(args):  # the stage itself is not the point: it makes (or reuses) --out
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        return 0
+
+    monkeypatch.setattr(cli_train, "_run_train", fake)
+    assert main(["train-supernet", "--data", "d", "--out", str(tmp_path / "new")]) == 0
+    assert (tmp_path / "new" / ".adass-ray").is_file()
+    (tmp_path / "found").mkdir()
+    assert main(["train-supernet", "--data", "d", "--out", str(tmp_path / "found")]) == 0
+    assert not (tmp_path / "found" / ".adass-ray").exists()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from adass_ray.cli import data, run, search, train
 from adass_ray.cli.progress import maybe_bars
-from adass_ray.data.io import check_out_path
+from adass_ray.data.io import check_out_path, mark_output_dir
 from adass_ray.errors import AdassError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -61,11 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("mlflow", "alembic", "ray", "ray.train", "ray.tune", "ray.data"):
             logging.getLogger(name).setLevel(logging.WARNING)
     handler: Handler = args.handler
+    out = getattr(args, "out", None)
     try:
-        if getattr(args, "out", None):
-            check_out_path(args.out)  # a file given as --out: one line, before any work
-        with maybe_bars():  # bars on stderr only when it is a terminal (or ADASS_RAY_PROGRESS=1)
-            return handler(args)
+        made = out is not None and not check_out_path(out).exists()
+        try:
+            with maybe_bars():  # bars on stderr only when it is a terminal (or ADASS_RAY_PROGRESS=1)
+                return handler(args)
+        finally:
+            if made and out is not None:  # a folder this command made is ours (see MARKER_FILE)
+                mark_output_dir(out)
     except AdassError as e:
         print(f"adass-ray {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 MARKER_FILE = ".adass-ray"
+MARKER_TEXT = "written by adass-ray; `adass-ray prepare --overwrite` may replace this folder\n"
 # a folder holding one of these was written by this package: --overwrite may replace it
 OURS = (MARKER_FILE, "feature_map.json")
 
@@ -74,6 +75,15 @@ def check_output_dir(
             "feature_map.json in it); remove it yourself or choose another --out"
         )
     return out
+
+
+def mark_output_dir(out: str | os.PathLike[str]) -> None:
+    """Write :data:`MARKER_FILE` into ``out`` if it is a folder (call it only on folders this
+    package created: the marker lets ``--overwrite`` replace the folder later)."""
+    out = Path(out)
+    if out.is_dir() and not (out / MARKER_FILE).exists():
+        with contextlib.suppress(OSError):  # a read-only folder stays unmarked: never replaced
+            (out / MARKER_FILE).write_text(MARKER_TEXT)
 
 
 def remove_stale_temps(out: str | os.PathLike[str]) -> list[Path]:
@@ -131,7 +141,7 @@ def atomic_output_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{pid}-", dir=out.parent))
     try:
         yield tmp
-        (tmp / MARKER_FILE).write_text("written by adass-ray; --overwrite may replace this\n")
+        (tmp / MARKER_FILE).write_text(MARKER_TEXT)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
