@@ -203,6 +203,8 @@ def fit(
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from adass_ray.distributed.torch_loopback import LoopbackTorchConfig, is_loopback_instance
+
     out = Path(out).resolve()
     storage = out / ".ray"
     if storage.exists() and not resume:
@@ -217,6 +219,8 @@ def fit(
     progress = progress_actor()
     trainer = TorchTrainer(
         train_per_worker,
+        # a local (loopback) instance keeps torch's rendezvous store on loopback too
+        torch_config=LoopbackTorchConfig() if is_loopback_instance() else None,
         train_loop_config={
             "data": str(Path(data).resolve()),
             "kind": kind,
