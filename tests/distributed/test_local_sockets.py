@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRUB = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS",
          "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(2400)]  # up to 3 Ray starts, see below
 
 
 def _is_loopback(ip: str) -> bool:
@@ -72,8 +72,8 @@ def _watch(argv: list[str], cwd: Path, timeout: float) -> tuple[int, dict, set, 
 
 
 @pytest.mark.parametrize("argv, limit", [
-    (["train-supernet", "--smoke-test", "--out", "sn", "--no-tracking"], 900),
-    pytest.param(["run", "--smoke-test", "--out", "demo", "--no-tracking"], 1800,
+    (["train-supernet", "--smoke-test", "--out", "sn", "--no-tracking"], 600),
+    pytest.param(["run", "--smoke-test", "--out", "demo", "--no-tracking"], 750,
                  marks=pytest.mark.slow),
 ])
 def test_a_local_run_listens_on_loopback_only_with_token_auth(argv, limit, tmp_path):
