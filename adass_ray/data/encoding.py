@@ -272,3 +272,16 @@ def vocab_file_name(name: str) -> str:
     if safe == name:
         return f"{name}.parquet"
     return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.parquet"
+
+
+def check_classes(name: str, counts: dict[str, tuple[int, int]]) -> None:
+    """The streaming path's form of :func:`check_trainable`: ``split -> (rows, positives)``."""
+    rows = sum(r for r, _ in counts.values())
+    positives = sum(p for _, p in counts.values())
+    if positives in (0, rows):
+        raise DataError(f"{name}: every row has label {int(positives == rows)}; a click model "
+                        "needs both 0s and 1s (check the label column or the label rule)")
+    train_rows, train_pos = counts["train"]
+    if train_pos in (0, train_rows):
+        raise DataError(f"{name}: the train split holds only label {int(train_pos > 0)}; give "
+                        "more rows or another --seed")
