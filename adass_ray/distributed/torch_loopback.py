@@ -49,19 +49,19 @@ def _set_master(port: int) -> None:
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = LOOPBACK, str(port)
 
 
-def _init_process_group(*, backend: str, rank: int, world_size: int, port: int,
+def _init_process_group(*, backend: str, world_rank: int, world_size: int, port: int,
                         timeout_s: int) -> None:
     import torch.distributed as dist
 
     global _listener
     timeout = timedelta(seconds=timeout_s)
-    if rank == 0:
+    if world_rank == 0:
         assert _listener is not None, "the store socket is bound on rank 0 first"
         fd, _listener = _listener.detach(), None  # the store owns (and closes) the socket now
         store = dist.TCPStore(LOOPBACK, port, world_size, True, timeout, master_listen_fd=fd)
     else:
         store = dist.TCPStore(LOOPBACK, port, world_size, False, timeout)
-    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
+    dist.init_process_group(backend, store=store, rank=world_rank, world_size=world_size,
                             timeout=timeout)
 
 
@@ -79,7 +79,9 @@ class _LoopbackTorchBackend(_TorchBackend):
         worker_group.execute(_set_torch_distributed_env_vars)
         ray.get([
             worker_group.execute_single_async(
-                i, _init_process_group, backend=backend, rank=i, world_size=len(worker_group),
+                # not rank=: execute_single_async's own first parameter is called rank
+                i, _init_process_group, backend=backend, world_rank=i,
+                world_size=len(worker_group),
                 port=port, timeout_s=backend_config.timeout_s)
             for i in range(len(worker_group))
         ])
