@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         made = out is not None and not check_out_path(out).exists()
         try:
-            with maybe_bars():  # bars on stderr only when it is a terminal (or ADASS_RAY_PROGRESS=1)
+            # bars on stderr only when it is a terminal (or ADASS_RAY_PROGRESS=1)
+            with maybe_bars():
                 return handler(args)
         finally:
             if made and out is not None:  # a folder this command made is ours (see MARKER_FILE)

@@ -41,7 +41,7 @@ from adass_ray.data.encoding import (
     column_codes,
     encode_multi,
     encode_numeric,
-    float_numpy,
+    label_values,
     mapping_hash,
     rows_digest,
     vocab_file_name,
@@ -57,7 +57,7 @@ from adass_ray.data.feature_map import (
     validate_candidate_sizes,
 )
 from adass_ray.data.io import atomic_output_dir, check_output_dir
-from adass_ray.data.schema import RawData, RawStream, Schema
+from adass_ray.data.schema import RawData, RawStream
 from adass_ray.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -285,48 +285,6 @@ def finish(
 
 
 # --- label and splits ------------------------------------------------------------------------
-def label_values(table: pa.Table | pa.RecordBatch, schema: Schema, name: str) -> np.ndarray:
-    """0/1 float32 labels of ``table`` (after the schema's label rule, if any)."""
-    rule = schema.label_rule
-    col_name = (rule.column or schema.label) if rule else schema.label
-    col = table[col_name]
-    if col.null_count:
-        raise DataError(
-            f"{name}: label column {col_name!r} has {col.null_count} empty values; "
-            "drop those rows"
-        )
-    if not (
-        pa.types.is_integer(col.type)
-        or pa.types.is_floating(col.type)
-        or pa.types.is_boolean(col.type)
-    ):
-        try:
-            col = pc.cast(col, pa.float64())
-        except pa.ArrowInvalid:
-            raise DataError(f"{name}: label column {col_name!r} is not numeric") from None
-    if rule is not None:
-        values = float_numpy(col)
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:  # the rule would turn nan/inf into 0/1 silently
-            raise DataError(
-                f"{name}: label column {col_name!r} holds {bad.size} non-finite value(s) "
-                f"(e.g. {values[bad[0]]}); drop or fix those rows"
-            )
-        return (
-            rule.apply(pa.array(float_numpy(col))).to_numpy(zero_copy_only=False)
-        ).astype(np.float32)
-    values = float_numpy(col)
-    bad = values[(values != 0) & (values != 1)]
-    if bad.size:
-        raise DataError(
-            f"{name}: label column {col_name!r} holds values other than 0/1 "
-            f"(e.g. {bad[0]:g}); "
-            f"give a label rule such as --label-rule '{col_name} >= 4' "
-            "(or label_rule in the schema)"
-        )
-    return values.astype(np.float32)
-
-
 def _split_indices(raw: RawData, config: PrepareConfig) -> dict[str, np.ndarray]:
     n = raw.table.num_rows
     if config.split == "time":
