@@ -125,6 +125,10 @@ def _case(name: str, root: Path, data: Path) -> Case:  # noqa: C901 - one branch
         csv = _csv(root)
         csv.write_text("\n".join(csv.read_text().splitlines()[:2]) + "\n")
         return Case(_prepare(root, csv=csv), o, "split empty")
+    if name == "two rows, streaming path (empty splits)":  # no multi-valued field: streamed
+        (root / "t.csv").write_text("user,item,rating\nu1,i1,5\nu2,i2,1\n")
+        schema = 'label: rating\nlabel_rule: ">= 4"\ncategorical: [user, item]\n'
+        return Case(_prepare(root, schema, csv=root / "t.csv"), o, "split empty")
     if name in ("label nan under a rule", "label inf under a rule"):
         bad = name.split()[1]
         csv = _csv(root, _label(lambda i: bad if i == 7 else ""))
@@ -195,7 +199,8 @@ def _case(name: str, root: Path, data: Path) -> Case:  # noqa: C901 - one branch
 
 
 CASES = [
-    "one class", "one row (empty splits)", "label nan under a rule", "label inf under a rule",
+    "one class", "one row (empty splits)", "two rows, streaming path (empty splits)",
+    "label nan under a rule", "label inf under a rule",
     "schema: unknown key", "schema: key read and ignored", "schema: min_count a list",
     "schema: time a list", "schema: label a list", "schema: separator a list",
     "schema: not UTF-8", "--out is a file", "train --out under a file", "--overwrite of .",

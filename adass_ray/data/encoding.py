@@ -243,12 +243,7 @@ def check_trainable(
     name: str, label: np.ndarray, splits: dict[str, np.ndarray], fractions: Sequence[float]
 ) -> None:
     """Refuse data a model cannot be trained or scored on: an empty split, one class."""
-    for split, frac in zip(SPLITS, fractions, strict=True):
-        if frac > 0 and len(splits[split]) == 0:
-            raise DataError(
-                f"{name}: {len(label)} row(s) leave the {split} split empty; give more rows "
-                f"(at least {int(np.ceil(1 / min(f for f in fractions if f > 0)))})"
-            )
+    check_nonempty(name, {s: len(idx) for s, idx in splits.items()}, fractions)
     classes = np.unique(label)
     if len(classes) < 2:
         raise DataError(
@@ -275,8 +270,20 @@ def vocab_file_name(name: str) -> str:
     return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.parquet"
 
 
-def check_classes(name: str, counts: dict[str, tuple[int, int]]) -> None:
+def check_nonempty(name: str, rows: dict[str, int], fractions: Sequence[float]) -> None:
+    """Refuse a split left empty although its fraction is not 0 (too few rows)."""
+    for split, frac in zip(SPLITS, fractions, strict=True):
+        if frac > 0 and rows[split] == 0:
+            raise DataError(
+                f"{name}: {sum(rows.values())} row(s) leave the {split} split empty; give more "
+                f"rows (at least {int(np.ceil(1 / min(f for f in fractions if f > 0)))})"
+            )
+
+
+def check_classes(name: str, counts: dict[str, tuple[int, int]],
+                  fractions: Sequence[float]) -> None:
     """The streaming path's form of :func:`check_trainable`: ``split -> (rows, positives)``."""
+    check_nonempty(name, {s: r for s, (r, _) in counts.items()}, fractions)
     rows = sum(r for r, _ in counts.values())
     positives = sum(p for _, p in counts.values())
     if positives in (0, rows):

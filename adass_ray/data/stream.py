@@ -120,7 +120,8 @@ def prepare_stream(
             split_info, positives = _write(tmp, spill, fields, which, config, pool, bar)
         spill.unlink()
         pos_rate = {s: positive_rate(positives[s], split_info[s].rows) for s in SPLITS}
-        check_classes(raw.name, {s: (split_info[s].rows, positives[s]) for s in SPLITS})
+        check_classes(raw.name, {s: (split_info[s].rows, positives[s]) for s in SPLITS},
+                      config.fractions)
         finish(tmp, raw, config, specs, vocabs, split_info, pos_rate, default_min)
     logger.info("prepared %s: %d rows, %d fields → %s (fit %.2f s, write %.2f s)", raw.name,
                 n, len(specs), out, t1 - t0, time.perf_counter() - t1)
