@@ -19,7 +19,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code != 0
+    assert code == 2  # the README promises exit 2 for bad input
     lines = [ln for ln in err.strip().splitlines() if ln]
     assert len(lines) == 1, err
     assert "Traceback" not in err
@@ -98,11 +98,21 @@ def test_output_exists_refused_unless_overwrite(tmp_path, capsys):
                         "--out", str(tmp_path / "o"))
     _assert_one_line_error(code, err, "--overwrite")
     assert (tmp_path / "o" / "keep.txt").read_text() == "mine"
+    # a folder adass-ray did not write is never replaced, even with --overwrite
+    code, _, err = _run(capsys, "--input", str(path), "--format", "criteo",
+                        "--out", str(tmp_path / "o"), "--overwrite")
+    _assert_one_line_error(code, err, "not written by adass-ray")
+    assert (tmp_path / "o" / "keep.txt").read_text() == "mine"
+    # one of ours is
+    for _ in range(2):
+        code, _, _ = _run(capsys, "--input", str(path), "--format", "criteo",
+                          "--out", str(tmp_path / "d"), "--overwrite")
+        assert code == 0 and (tmp_path / "d" / "feature_map.json").is_file()
+    (tmp_path / "d" / "stray.txt").write_text("x")
     code, _, _ = _run(capsys, "--input", str(path), "--format", "criteo",
-                      "--out", str(tmp_path / "o"), "--overwrite")
-    assert code == 0 and (tmp_path / "o" / "feature_map.json").is_file()
-    assert not (tmp_path / "o" / "keep.txt").exists()
-    _only(tmp_path, "c.tsv", "o")
+                      "--out", str(tmp_path / "d"), "--overwrite")
+    assert code == 0 and not (tmp_path / "d" / "stray.txt").exists()
+    _only(tmp_path, "c.tsv", "o", "d")
 
 
 def test_threshold_leaving_only_oov_warns_and_continues(tmp_path, capsys, caplog):

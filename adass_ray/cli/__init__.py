@@ -8,6 +8,7 @@ exits 2 — never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -15,9 +16,13 @@ from collections.abc import Callable, Sequence
 
 from adass_ray.cli import data, run, search, train
 from adass_ray.cli.progress import maybe_bars
+from adass_ray.data.io import check_out_path, mark_output_dir
 from adass_ray.errors import AdassError
 
 Handler = Callable[[argparse.Namespace], int]
+# OSErrors that say something about the machine (full disk, read-only or foreign folder)
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                       errno.ENAMETOOLONG}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,12 +61,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("mlflow", "alembic", "ray", "ray.train", "ray.tune", "ray.data"):
             logging.getLogger(name).setLevel(logging.WARNING)
     handler: Handler = args.handler
+    out = getattr(args, "out", None)
     try:
-        with maybe_bars():  # bars on stderr only when it is a terminal (or ADASS_RAY_PROGRESS=1)
-            return handler(args)
+        made = out is not None and not check_out_path(out).exists()
+        try:
+            # bars on stderr only when it is a terminal (or ADASS_RAY_PROGRESS=1)
+            with maybe_bars():
+                return handler(args)
+        finally:
+            if made and out is not None:  # a folder this command made is ours (see MARKER_FILE)
+                mark_output_dir(out)
     except AdassError as e:
         print(f"adass-ray {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        # the disk or the file system, not a bug: one line (outputs are atomic: nothing half-made)
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"adass-ray {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"adass-ray {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -78,7 +78,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
         args.source, args.input, args.rows, args.preset = "synthetic", None, 2000, "tiny"
     if not args.source and not args.input:
         raise AdassError("give --source NAME or --input PATH (or --smoke-test)")
-    check_output_dir(args.out, overwrite=args.overwrite)
+    inputs = [args.input, args.schema, args.archive, args.cache_dir]
+    check_output_dir(args.out, overwrite=args.overwrite, inputs=inputs)
     config = PrepareConfig(
         min_count=args.min_count,
         split=args.split,
@@ -111,7 +112,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
             schema = Schema.load(args.schema) if args.schema else None
             raw = readers.open_input(args.input, args.format, schema)
         raw = readers.with_label_rule(raw, args.label_rule)
-        fmap = prepare(raw, args.out, config, overwrite=args.overwrite)
+        fmap = prepare(raw, args.out, config, overwrite=args.overwrite, inputs=inputs)
     rows = {k: v.rows for k, v in fmap.splits.items()}
     print(f"prepared {fmap.name}: {len(fmap.fields)} fields, rows {rows} → {args.out}")
     for f in fmap.fields:

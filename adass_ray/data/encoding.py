@@ -10,13 +10,17 @@ Python) kernels that turn one column into ids, independent of splitting and writ
   bins, plus the dense value;
 * multi-valued fields (:func:`encode_multi`): lists of ids;
 * :func:`float_numpy`, a numeric column as float64 numpy with NaN for nulls;
-* :class:`VocabCounts`, the same vocabulary fitted from batches (the streaming prepare).
+* :class:`VocabCounts`, the same vocabulary fitted from batches (the streaming prepare);
+* :func:`mapping_hash` / :func:`rows_digest`, what the dataset fingerprint is made of.
 
 ``prepare`` chooses the encoder per field and passes the train mask and thresholds in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,7 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adass_ray.data.feature_map import FieldSpec
+from adass_ray.data.feature_map import SPLITS, FieldSpec
+from adass_ray.data.schema import Schema
 from adass_ray.errors import DataError
 
 
@@ -210,3 +215,123 @@ class VocabCounts:
             "count": pc.cast(kept["count"], pa.int64()),
         })
         return vocab, table.num_rows - table["value"].null_count
+
+
+def mapping_hash(transform: Any, vocab: pa.Table | None) -> str:
+    """sha256 of a field's value → id mapping: its transform and its vocabulary's (id, value)
+    pairs (counts left out: they describe the data, not the mapping)."""
+    h = hashlib.sha256(json.dumps(transform, sort_keys=True, default=str).encode())
+    if vocab is not None:
+        for name in ("id", "value"):
+            col = vocab[name].combine_chunks()
+            h.update(name.encode())
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                # lengths then bytes: ["ab", "c"] and ["a", "bc"] must hash apart
+                h.update(np.asarray(pc.utf8_length(col).fill_null(-1), np.int64).tobytes())
+                h.update(b"".join(v.encode() for v in col.fill_null("").to_pylist()))
+            else:
+                h.update(np.asarray(col.to_numpy(zero_copy_only=False), np.int64).tobytes())
+    return h.hexdigest()
+
+
+def rows_digest(rows: np.ndarray) -> str:
+    """sha256 of the row numbers (of the raw input) one split holds, in order."""
+    return hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()
+
+
+def check_trainable(
+    name: str, label: np.ndarray, splits: dict[str, np.ndarray], fractions: Sequence[float]
+) -> None:
+    """Refuse data a model cannot be trained or scored on: an empty split, one class."""
+    check_nonempty(name, {s: len(idx) for s, idx in splits.items()}, fractions)
+    classes = np.unique(label)
+    if len(classes) < 2:
+        raise DataError(
+            f"{name}: every row has label {classes[0]:g}; a click model needs both 0s and 1s "
+            "(check the label column or the label rule)"
+        )
+    train = np.unique(label[splits["train"]])
+    if len(train) < 2:
+        raise DataError(
+            f"{name}: the train split holds only label {train[0]:g}; give more rows "
+            "or another --seed"
+        )
+
+
+def vocab_file_name(name: str) -> str:
+    """The file of field ``name``'s vocabulary under ``vocab/``: one per name, never shared.
+
+    A name that is not already a short, safe file name (``a/b``, ``..``, 300 characters) gets
+    its safe prefix plus a hash of the whole name, so ``a/b`` and ``a_b`` get two files.
+    """
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80]
+    if safe == name:
+        return f"{name}.parquet"
+    return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.parquet"
+
+
+def check_nonempty(name: str, rows: dict[str, int], fractions: Sequence[float]) -> None:
+    """Refuse a split left empty although its fraction is not 0 (too few rows)."""
+    for split, frac in zip(SPLITS, fractions, strict=True):
+        if frac > 0 and rows[split] == 0:
+            raise DataError(
+                f"{name}: {sum(rows.values())} row(s) leave the {split} split empty; give more "
+                f"rows (at least {int(np.ceil(1 / min(f for f in fractions if f > 0)))})"
+            )
+
+
+def check_classes(name: str, counts: dict[str, tuple[int, int]],
+                  fractions: Sequence[float]) -> None:
+    """The streaming path's form of :func:`check_trainable`: ``split -> (rows, positives)``."""
+    check_nonempty(name, {s: r for s, (r, _) in counts.items()}, fractions)
+    rows = sum(r for r, _ in counts.values())
+    positives = sum(p for _, p in counts.values())
+    if positives in (0, rows):
+        raise DataError(f"{name}: every row has label {int(positives == rows)}; a click model "
+                        "needs both 0s and 1s (check the label column or the label rule)")
+    train_rows, train_pos = counts["train"]
+    if train_pos in (0, train_rows):
+        raise DataError(f"{name}: the train split holds only label {int(train_pos > 0)}; give "
+                        "more rows or another --seed")
+
+
+def label_values(table: pa.Table | pa.RecordBatch, schema: Schema, name: str) -> np.ndarray:
+    """0/1 float32 labels of ``table`` (after the schema's label rule, if any)."""
+    rule = schema.label_rule
+    col_name = (rule.column or schema.label) if rule else schema.label
+    col = table[col_name]
+    if col.null_count:
+        raise DataError(
+            f"{name}: label column {col_name!r} has {col.null_count} empty values; "
+            "drop those rows"
+        )
+    if not (
+        pa.types.is_integer(col.type)
+        or pa.types.is_floating(col.type)
+        or pa.types.is_boolean(col.type)
+    ):
+        try:
+            col = pc.cast(col, pa.float64())
+        except pa.ArrowInvalid:
+            raise DataError(f"{name}: label column {col_name!r} is not numeric") from None
+    if rule is not None:
+        values = float_numpy(col)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:  # the rule would turn nan/inf into 0/1 silently
+            raise DataError(
+                f"{name}: label column {col_name!r} holds {bad.size} non-finite value(s) "
+                f"(e.g. {values[bad[0]]}); drop or fix those rows"
+            )
+        return (
+            rule.apply(pa.array(float_numpy(col))).to_numpy(zero_copy_only=False)
+        ).astype(np.float32)
+    values = float_numpy(col)
+    bad = values[(values != 0) & (values != 1)]
+    if bad.size:
+        raise DataError(
+            f"{name}: label column {col_name!r} holds values other than 0/1 "
+            f"(e.g. {bad[0]:g}); "
+            f"give a label rule such as --label-rule '{col_name} >= 4' "
+            "(or label_rule in the schema)"
+        )
+    return values.astype(np.float32)

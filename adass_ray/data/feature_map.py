@@ -65,6 +65,9 @@ class FieldSpec:
         max_len: for ``multi_valued`` fields, the list length the loader pads/truncates to.
         transform: how raw values became ids (e.g. ``vocab``, ``log2``, ``quantile``), with its
             fitted parameters (quantile boundaries), so the mapping can be replayed.
+        vocab_hash: sha256 of the value → id mapping (vocabulary and transform), so that a
+            checkpoint is not used where the same ids mean other values; None in feature maps
+            written before it existed.
     """
 
     name: str
@@ -74,6 +77,7 @@ class FieldSpec:
     distinct: int | None = None
     max_len: int | None = None
     transform: Mapping[str, Any] = field(default_factory=dict)
+    vocab_hash: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -101,10 +105,12 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class SplitInfo:
-    """Where one split lives (paths relative to the dataset folder) and how many rows it has."""
+    """Where one split lives (paths relative to the dataset folder), how many rows it has and a
+    digest of which rows they are (None in feature maps written before it existed)."""
 
     rows: int
     files: tuple[str, ...]
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,17 +175,27 @@ class FeatureMap:
         return [Path(root) / p for p in self.splits[split].files]
 
     def fingerprint(self) -> dict[str, Any]:
-        """What a checkpoint must agree on to be used with this dataset (names, kinds, vocab)."""
-        return {
+        """What a checkpoint must agree on to be used with this dataset: field names, kinds and
+        vocabulary sizes, each field's value → id mapping hash and each split's row digest
+        (the last two when the feature map has them)."""
+        fp: dict[str, Any] = {
             "fields": [[f.name, f.kind, f.vocab_size] for f in self.fields],
             "label": self.label,
         }
+        hashes = {f.name: f.vocab_hash for f in self.fields if f.vocab_hash}
+        if hashes:
+            fp["vocab_hashes"] = hashes
+        digests = {k: v.digest for k, v in self.splits.items() if v.digest}
+        if digests:
+            fp["splits"] = digests
+        return fp
 
     # --- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fields"] = [_drop_none(asdict(f)) for f in self.fields]
-        d["splits"] = {k: {"rows": v.rows, "files": list(v.files)} for k, v in self.splits.items()}
+        d["splits"] = {k: _drop_none({"rows": v.rows, "files": list(v.files), "digest": v.digest})
+                       for k, v in self.splits.items()}
         d["candidate_sizes"] = list(self.candidate_sizes)
         return {"version": d.pop("version"), **d}
 
@@ -196,7 +212,8 @@ class FeatureMap:
         try:
             fields = tuple(FieldSpec(**_only(f, FieldSpec)) for f in d["fields"])
             splits = {
-                k: SplitInfo(rows=int(v["rows"]), files=tuple(v["files"]))
+                k: SplitInfo(rows=int(v["rows"]), files=tuple(v["files"]),
+                             digest=str(v["digest"]) if v.get("digest") else None)
                 for k, v in d.get("splits", {}).items()
             }
             return cls(

@@ -9,7 +9,8 @@ and also kept as a dense value. Multi-valued columns become lists of ids.
 Output layout (see :mod:`adass_ray.data.feature_map`)::
 
     OUT/feature_map.json
-    OUT/vocab/<field>.parquet          value → id, with train counts (to encode new data)
+    OUT/vocab/<field>.parquet          value → id, with train counts (to encode new data);
+                                       see vocab_file_name for names that are not file names
     OUT/{train,valid,test}/part-00000.parquet …
 
 Everything is written into a temp folder and renamed into place at the end. The per-column
@@ -23,9 +24,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,14 @@ import pyarrow.parquet as pq
 
 from adass_ray import progress
 from adass_ray.data.encoding import (
+    check_trainable,
     column_codes,
     encode_multi,
     encode_numeric,
-    float_numpy,
+    label_values,
+    mapping_hash,
+    rows_digest,
+    vocab_file_name,
     vocab_ids,
 )
 from adass_ray.data.feature_map import (
@@ -52,7 +57,7 @@ from adass_ray.data.feature_map import (
     validate_candidate_sizes,
 )
 from adass_ray.data.io import atomic_output_dir, check_output_dir
-from adass_ray.data.schema import RawData, RawStream, Schema
+from adass_ray.data.schema import RawData, RawStream
 from adass_ray.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -121,18 +126,20 @@ def prepare(
     config: PrepareConfig = PrepareConfig(),
     *,
     overwrite: bool = False,
+    inputs: Sequence[str | Path | None] = (),
 ) -> FeatureMap:
     """Turn ``raw`` into a prepared dataset at ``out`` and return its feature map.
 
     A :class:`RawStream` is prepared batch by batch in bounded memory (random split, no
     multi-valued fields; otherwise it is read whole first); both paths give the same dataset.
+    ``inputs`` (the raw file, the schema ...) are never inside a folder ``overwrite`` replaces.
 
     Raises:
         DataError: bad label values, empty table, non-numeric numeric columns, no time column
             for a time split.
         AdassError: ``out`` exists and ``overwrite`` is false.
     """
-    check_output_dir(out, overwrite=overwrite)  # fail before any work
+    check_output_dir(out, overwrite=overwrite, inputs=inputs)  # fail before any work
     if isinstance(raw, RawStream):
         if config.split == "random" and not raw.schema.multi_valued:
             # imported here: the streaming module builds on this one's helpers
@@ -150,6 +157,7 @@ def prepare(
         raise DataError(f"{raw.name}: no rows")
     label = label_values(raw.table, raw.schema, raw.name)
     splits = _split_indices(raw, config)
+    check_trainable(raw.name, label, splits, config.fractions)
     train = np.zeros(n, dtype=bool)
     train[splits["train"]] = True
     default_min = default_min_count(raw, config)
@@ -196,7 +204,7 @@ def prepare(
         if vocab is not None:
             vocabs[name] = vocab
 
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers()) as pool, progress.closing(
             progress.bar(total=n, desc=f"prepare {raw.name}: write", unit="rows", scale=True)
@@ -218,7 +226,8 @@ def prepare(
         pos_rate: dict[str, float | None] = {}
         for split, files in zip(SPLITS, written, strict=True):
             idx = splits[split]
-            split_info[split] = SplitInfo(rows=int(len(idx)), files=tuple(files))
+            split_info[split] = SplitInfo(rows=int(len(idx)), files=tuple(files),
+                                          digest=rows_digest(idx))
             pos_rate[split] = positive_rate(int(label[idx].sum()), len(idx))
         finish(tmp, raw, config, fields, vocabs, split_info, pos_rate, default_min)
     logger.info("prepared %s: %d rows, %d fields → %s", raw.name, n, len(fields), out)
@@ -255,11 +264,13 @@ def finish(
             )
     (tmp / "vocab").mkdir()
     for name, vocab in vocabs.items():
-        pq.write_table(vocab, tmp / "vocab" / f"{_safe(name)}.parquet")
+        pq.write_table(vocab, tmp / "vocab" / vocab_file_name(name))
+    # the fingerprint's part of each field: a hash of its value → id mapping
+    hashed = [replace(f, vocab_hash=mapping_hash(f.transform, vocabs.get(f.name))) for f in fields]
     fmap = FeatureMap(
         name=raw.name,
         label="label",
-        fields=tuple(fields),
+        fields=tuple(hashed),
         candidate_sizes=config.candidate_sizes,
         splits=split_info,
         metadata={
@@ -274,41 +285,6 @@ def finish(
 
 
 # --- label and splits ------------------------------------------------------------------------
-def label_values(table: pa.Table | pa.RecordBatch, schema: Schema, name: str) -> np.ndarray:
-    """0/1 float32 labels of ``table`` (after the schema's label rule, if any)."""
-    rule = schema.label_rule
-    col_name = (rule.column or schema.label) if rule else schema.label
-    col = table[col_name]
-    if col.null_count:
-        raise DataError(
-            f"{name}: label column {col_name!r} has {col.null_count} empty values; "
-            "drop those rows"
-        )
-    if not (
-        pa.types.is_integer(col.type)
-        or pa.types.is_floating(col.type)
-        or pa.types.is_boolean(col.type)
-    ):
-        try:
-            col = pc.cast(col, pa.float64())
-        except pa.ArrowInvalid:
-            raise DataError(f"{name}: label column {col_name!r} is not numeric") from None
-    if rule is not None:
-        return (
-            rule.apply(pa.array(float_numpy(col))).to_numpy(zero_copy_only=False)
-        ).astype(np.float32)
-    values = float_numpy(col)
-    bad = values[(values != 0) & (values != 1)]
-    if bad.size:
-        raise DataError(
-            f"{name}: label column {col_name!r} holds values other than 0/1 "
-            f"(e.g. {bad[0]:g}); "
-            f"give a label rule such as --label-rule '{col_name} >= 4' "
-            "(or label_rule in the schema)"
-        )
-    return values.astype(np.float32)
-
-
 def _split_indices(raw: RawData, config: PrepareConfig) -> dict[str, np.ndarray]:
     n = raw.table.num_rows
     if config.split == "time":
@@ -390,8 +366,3 @@ def parquet_options(config: PrepareConfig) -> dict[str, Any]:
 def workers() -> int:
     """Threads for column-parallel work (numpy / pyarrow release the GIL)."""
     return max(1, min(8, os.cpu_count() or 1))
-
-
-def _safe(name: str) -> str:
-    # a field name as a file name
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -113,7 +113,7 @@ class Schema:
         for k, v in self.min_count.items():
             if k not in cols:
                 raise ConfigError(f"schema: min_count names {k!r}, which is not a feature column")
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"schema: min_count for {k!r} must be an integer >= 1, got {v!r}")
 
     @property
@@ -143,29 +143,39 @@ class Schema:
     def from_dict(cls, d: Mapping[str, Any], *, source: str = "schema") -> Schema:
         if not isinstance(d, Mapping):
             raise ConfigError(f"{source}: expected a mapping at the top level")
+        # every key here is used: one that would be read and then ignored is refused instead
         known = {
             "label", "categorical", "numeric", "multi_valued", "label_rule", "time",
-            "numeric_bucketing", "min_count", "format", "delimiter",
+            "numeric_bucketing", "min_count",
         }
-        unknown = sorted(set(d) - known)
+        unknown = sorted(str(k) for k in set(d) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
         mv = d.get("multi_valued") or {}
         if isinstance(mv, list):
             mv = {c: "|" for c in mv}
-        if not isinstance(mv, Mapping):
-            raise ConfigError(f"{source}: multi_valued must map column -> separator")
+        if not isinstance(mv, Mapping) or not all(
+            isinstance(k, str | int) and isinstance(v, str | None) for k, v in mv.items()
+        ):
+            raise ConfigError(f"{source}: multi_valued must map column -> separator text")
+        for key in ("label", "time", "numeric_bucketing"):
+            if d.get(key) is not None and not isinstance(d[key], str | int):
+                raise ConfigError(f"{source}: {key} must be one column name / word, "
+                                  f"got {d[key]!r}")
+        min_count = d.get("min_count") or {}
+        if not isinstance(min_count, Mapping):
+            raise ConfigError(f"{source}: min_count must map column -> integer, got {min_count!r}")
         rule = d.get("label_rule")
         try:
             return cls(
                 label=str(d.get("label") or ""),
                 categorical=tuple(_str_list(d.get("categorical"), "categorical", source)),
                 numeric=tuple(_str_list(d.get("numeric"), "numeric", source)),
-                multi_valued={str(k): str(v) for k, v in mv.items()},
+                multi_valued={str(k): v or "" for k, v in mv.items()},
                 label_rule=LabelRule.parse(rule) if rule not in (None, "") else None,
-                time=d.get("time"),
+                time=str(d["time"]) if d.get("time") is not None else None,
                 numeric_bucketing=str(d.get("numeric_bucketing", "quantile")),
-                min_count=dict(d.get("min_count") or {}),
+                min_count={str(k): v for k, v in min_count.items()},
             )
         except ConfigError as e:
             msg = str(e)
@@ -177,9 +187,11 @@ class Schema:
         if not path.is_file():
             raise ConfigError(f"schema file {path} does not exist")
         try:
-            d = yaml.safe_load(path.read_text())
+            d = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save as UTF-8") from None
         return cls.from_dict(d or {}, source=str(path))
 
 

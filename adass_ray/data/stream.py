@@ -23,6 +23,7 @@ written, and a byte per row for the split.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from adass_ray import progress
-from adass_ray.data.encoding import VocabCounts, float_numpy
+from adass_ray.data.encoding import VocabCounts, check_classes, float_numpy, rows_digest
 from adass_ray.data.feature_map import SPLITS, FeatureMap, FieldSpec, SplitInfo, dense_column
 from adass_ray.data.io import atomic_output_dir
 from adass_ray.data.prepare import (
@@ -119,6 +120,8 @@ def prepare_stream(
             split_info, positives = _write(tmp, spill, fields, which, config, pool, bar)
         spill.unlink()
         pos_rate = {s: positive_rate(positives[s], split_info[s].rows) for s in SPLITS}
+        check_classes(raw.name, {s: (split_info[s].rows, positives[s]) for s in SPLITS},
+                      config.fractions)
         finish(tmp, raw, config, specs, vocabs, split_info, pos_rate, default_min)
     logger.info("prepared %s: %d rows, %d fields → %s (fit %.2f s, write %.2f s)", raw.name,
                 n, len(specs), out, t1 - t0, time.perf_counter() - t1)
@@ -314,7 +317,10 @@ def _write(
                     positives[split] += int(label[rows].sum())
             offset = end
             bar.update(batch.num_rows)
-    return {s: shards[s].close(table.schema) for s in SPLITS}, positives
+    # each split's digest: its row numbers, as the in-memory path records them (sorted)
+    return {s: dataclasses.replace(shards[s].close(table.schema),
+                                   digest=rows_digest(np.flatnonzero(which == code)))
+            for code, s in enumerate(SPLITS)}, positives
 
 
 def _ids(f: _Field, batch: pa.RecordBatch) -> dict[str, pa.Array]:

@@ -12,6 +12,9 @@ pure function of the spec (``chunk_rows`` included), independent of the machine.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import os
 import time
@@ -135,7 +138,8 @@ def generate_dataset(
             label="label",
             fields=tuple(FieldSpec(n, "categorical", vocab_size=int(c) + 1, distinct=int(c))
                          for n, c in zip(names, spec.cardinalities, strict=True)),
-            splits={SPLITS[i]: w.close() for i, w in writers.items()},
+            splits={SPLITS[i]: dataclasses.replace(w.close(), digest=_split_digest(spec, i))
+                    for i, w in writers.items()},
             metadata={"source": "synthetic", "seed": spec.seed, "ground_truth": truth,
                       "positive_rate": round(positives / spec.rows, 6),
                       "zipf_exponent": spec.zipf_exponent},
@@ -145,6 +149,13 @@ def generate_dataset(
     logger.info("synthetic: %d rows in %.1f s (%.0f rows/s) -> %s", spec.rows, dt, spec.rows / dt,
                 out)  # fmt: skip
     return fmap
+
+
+def _split_digest(spec: SyntheticSpec, split: int) -> str:
+    """The generator's spec fixes every row and its split: its hash stands for the rows."""
+    ident = {k: v for k, v in dataclasses.asdict(spec).items() if k != "rows_per_shard"}
+    text = json.dumps([ident, SPLITS[split]], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _hex_column(ids: np.ndarray, mult: int, add: int, valid: np.ndarray) -> pa.Array:

@@ -22,6 +22,7 @@ from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.io import atomic_write_bytes
 from adass_ray.distributed import faults
 from adass_ray.errors import AdassError
+from adass_ray.model.checkpoint import load_plain
 from adass_ray.model.config import ModelConfig, build_supernet
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.context import SearchContext
@@ -123,7 +124,7 @@ def run_search(
             f"{out} already holds a search; pass --resume to continue it or choose another --out"
         )
     if resume and state_path.exists():
-        state = SearchState.from_dict(torch.load(state_path, weights_only=False))
+        state = SearchState.from_dict(load_plain(state_path, what="search state"))
     else:
         state = SearchState.fresh(config.controllers)
     out.mkdir(parents=True, exist_ok=True)

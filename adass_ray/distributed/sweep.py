@@ -27,6 +27,7 @@ from adass_ray import configio
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.distributed import faults
 from adass_ray.errors import AdassError
+from adass_ray.model.checkpoint import load_plain
 from adass_ray.model.config import ModelConfig, build_supernet
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.context import SearchContext
@@ -73,7 +74,7 @@ def sweep_trial(config: dict[str, Any], shared: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a restored sweep: continue this trial exactly
         with checkpoint.as_directory() as d:
-            saved = torch.load(Path(d) / TRIAL_STATE, weights_only=False)
+            saved = load_plain(Path(d) / TRIAL_STATE, what="sweep trial state")
         state, run_id = SearchState.from_dict(saved["search"]), saved["run_id"]
         resumed_at = body.load(state.states[0], state.cache)
     tracker = _trial_tracker(shared["tracking"], run_id, lam, budget_spec, budget, cfg)

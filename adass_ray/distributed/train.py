@@ -25,7 +25,7 @@ from adass_ray.data.loader import ShardLoader
 from adass_ray.distributed import faults
 from adass_ray.distributed.progress import fit_with_progress, progress_actor, step_reporter
 from adass_ray.errors import AdassError
-from adass_ray.model.checkpoint import MODEL_FILE, check_fingerprint, save_model
+from adass_ray.model.checkpoint import MODEL_FILE, check_fingerprint, load_plain, save_model
 from adass_ray.tracking import TrackingSpec
 from adass_ray.train.comm import Comm, TorchDistComm
 from adass_ray.train.config import TrainConfig
@@ -51,7 +51,7 @@ def train_per_worker(config: dict[str, Any]) -> None:
     task = make_task(fm, cfg, config["kind"], sizes)
     device = ray.train.torch.get_device()
     if config.get("init_state"):  # inherited supernet weights (retrain option)
-        task.model.load_state_dict(torch.load(config["init_state"], map_location="cpu"))
+        task.model.load_state_dict(load_plain(config["init_state"], what="weights file"))
     task.model.to(device)
     loaders = _loaders(data, fm, cfg, rank, world)
     spec = config.get("tracking")
@@ -100,7 +100,7 @@ def train_per_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             loop.load_state_dict(
-                torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=False)
+                load_plain(Path(d) / STATE_FILE, what="training checkpoint", map_location=device)
             )
         logger.info(
             "rank %d resumed at epoch %d step %d", rank, loop.state.epoch, loop.state.global_step
@@ -203,6 +203,8 @@ def fit(
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from adass_ray.distributed.torch_loopback import LoopbackTorchConfig, is_loopback_instance
+
     out = Path(out).resolve()
     storage = out / ".ray"
     if storage.exists() and not resume:
@@ -217,6 +219,8 @@ def fit(
     progress = progress_actor()
     trainer = TorchTrainer(
         train_per_worker,
+        # a local (loopback) instance keeps torch's rendezvous store on loopback too
+        torch_config=LoopbackTorchConfig() if is_loopback_instance() else None,
         train_loop_config={
             "data": str(Path(data).resolve()),
             "kind": kind,

@@ -50,9 +50,10 @@ def search(
     from adass_ray.distributed.search import run_search
     from adass_ray.search.export import write_sizes_json
 
-    ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
+    # the inputs are checked before Ray starts: a bad file fails in a second, not after a start
     ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed)
     limit = Budget.parse(budget).resolve(ctx.space, d_base=cfg.d_base)
+    ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
     t0 = time.perf_counter()
     total = cfg.iterations * cfg.controllers * cfg.archs_per_iter
     with tracking.start(

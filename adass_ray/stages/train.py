@@ -32,13 +32,28 @@ def fixed_sizes(
     """A fixed model's sizes: from ``sizes_file``, else ``uniform`` (default ``model.d``).
 
     Raises:
-        ConfigError: an unreadable or mismatched sizes file, or ``uniform < 1``.
+        ConfigError: an unreadable or mismatched sizes file, ``uniform < 1``, a size above
+            ``model.d`` (the model's width: no table may be wider) or every field dropped.
     """
     if sizes_file:
-        return read_sizes(sizes_file, fm)
-    if uniform is not None and uniform < 1:
-        raise ConfigError(f"--uniform must be >= 1, got {uniform}")
-    return (uniform or cfg.model.d,) * fm.num_fields
+        sizes = read_sizes(sizes_file, fm)
+        where = str(sizes_file)
+    else:
+        if uniform is not None and uniform < 1:
+            raise ConfigError(f"--uniform must be >= 1, got {uniform}")
+        sizes, where = (cfg.model.d if uniform is None else uniform,) * fm.num_fields, "--uniform"
+    d = cfg.model.d
+    wide = {n: s for n, s in zip(fm.field_names, sizes, strict=True) if s > d}
+    if wide:
+        name, size = next(iter(wide.items()))
+        raise ConfigError(
+            f"{where}: size {size:,} for field {name!r} is above the model width model.d={d} "
+            f"({len(wide)} field(s) over); sizes must be 0..{d}, or raise model.d"
+        )
+    if not any(sizes):
+        raise ConfigError(f"{where}: every field has size 0 (all dropped); the model would "
+                          "have no embeddings")
+    return sizes
 
 
 def memory_plan(
@@ -121,11 +136,23 @@ def train(
         for name in ("model.pt", "history.json", "metrics.json"):
             tracker.log_artifact(out / name)
         tracker.log_artifact(data / FEATURE_MAP_FILE)
-        if kind == "fixed":  # the retrained model, loadable with mlflow.pytorch.load_model
-            from adass_ray.model.checkpoint import load_model
-
-            tracker.log_model(load_model(out, fm)[0], "model")
+        if kind == "fixed":
+            log_model_folder(tracker, out / "model.pt", data / FEATURE_MAP_FILE)
     return result
+
+
+def log_model_folder(tracker: Any, model_file: Path, feature_map_file: Path) -> None:
+    """Log a retrained model as the run's ``model/`` artifact folder, without pickle.
+
+    ``model/`` holds ``model.pt`` (tensors and plain data only), ``feature_map.json`` and
+    ``model.json`` (kind, sizes, model config, readable); rebuild the model with
+    :func:`adass_ray.model.checkpoint.load_model_folder` on the downloaded folder.
+    """
+    from adass_ray.model.checkpoint import describe_model
+
+    tracker.log_artifact(model_file, artifact_path="model")
+    tracker.log_artifact(feature_map_file, artifact_path="model")
+    tracker.log_dict(describe_model(model_file), "model/model.json")
 
 
 def _inherited_state(

@@ -56,10 +56,6 @@ class Tracker(Protocol):
         """Log a mapping as a JSON (or ``.yaml``/``.yml``) artifact file called ``name``."""
         ...
 
-    def log_model(self, model: Any, name: str = "model") -> None:
-        """Log a torch module as an MLflow model under ``name``."""
-        ...
-
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (values stringified)."""
         ...
@@ -111,9 +107,6 @@ class NoopTracker:
         """Do nothing."""
 
     def log_dict(self, d: Mapping[str, Any], name: str) -> None:
-        """Do nothing."""
-
-    def log_model(self, model: Any, name: str = "model") -> None:
         """Do nothing."""
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:

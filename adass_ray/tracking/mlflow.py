@@ -60,29 +60,6 @@ def tags(values: Mapping[str, str]) -> list[Any]:
     return [RunTag(k, v) for k, v in values.items()]
 
 
-def save_pytorch_model(model: Any, folder: Path) -> None:
-    """Save ``model`` as an MLflow pytorch-flavour model folder (pickle serialisation).
-
-    Pickle, not pt2: pt2 traces forward() on an example of tensors, and our models take a Batch.
-    Requirements are explicit: inferring them runs the model in a subprocess.
-    """
-    import mlflow.pytorch
-    import torch
-
-    quiet = logging.getLogger("mlflow.pytorch")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # its pickle-safety warning, once per model, is noise here
-    try:
-        mlflow.pytorch.save_model(
-            model,
-            str(folder),
-            serialization_format="pickle",
-            pip_requirements=[f"torch=={torch.__version__}"],
-        )
-    finally:
-        quiet.setLevel(level)
-
-
 def client(uri: str) -> Any:
     import mlflow
 

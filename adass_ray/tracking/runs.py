@@ -247,20 +247,6 @@ class MlflowTracker:
         if not self._call("log_artifact", call) and self._fallback_dir is not None:
             keep_artifact(self._fallback_dir, src, artifact_path)
 
-    def log_model(self, model: Any, name: str = "model") -> None:
-        """Log a torch module as an MLflow model (``mlflow.pytorch`` flavour) under ``name``.
-
-        The model is saved with ``mlflow.pytorch.save_model`` into a temp folder and uploaded with
-        the client, so no fluent run is needed; load it with
-        ``mlflow.pytorch.load_model("runs:/<run_id>/<name>")``.
-        """
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="adass-model-") as tmp:
-            folder = Path(tmp) / name
-            backend.save_pytorch_model(model, folder)
-            self.log_artifact(folder, artifact_path=name)
-
     def log_dict(self, d: Mapping[str, Any], name: str) -> None:
         """Log a mapping as an artifact file.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -157,10 +158,12 @@ def test_pipeline_smoke_run_and_rerun_reuses_stages(ray_local, tmp_path, capsys)
     assert len(children) == 4  # supernet, search, one retrain per sizes
     retrained = [r for r in children if r.data.params.get("stage") == "fixed"]
     assert len(retrained) == 2
-    import mlflow.pytorch
+    from adass_ray.model.checkpoint import load_model_folder
 
     local = client.download_artifacts(retrained[0].info.run_id, "model", str(tmp_path))
-    model = mlflow.pytorch.load_model(local)
+    assert sorted(p.name for p in Path(local).iterdir()) == [
+        "feature_map.json", "model.json", "model.pt"]  # no pickled module
+    model = load_model_folder(local)
     assert (
         model.embedding_params() > 0
     )  # the retrained stand-alone model, logged as an MLflow model

@@ -327,3 +327,30 @@ def test_repr_is_informative(store, tmp_path):
     tk = MlflowTracker.start(tracking_uri="http://127.0.0.1:1", experiment="e", run_name="r",
                              fallback_dir=tmp_path)
     assert "off" in repr(tk) and str(Path(tmp_path)) in repr(tk)
+
+
+def test_the_logged_model_folder_has_no_pickle_and_rebuilds(store, tmp_path):
+    """The retrained model goes to MLflow as tensors + JSON; the package's loader rebuilds it."""
+    import torch
+
+    from adass_ray.data import synthetic
+    from adass_ray.data.feature_map import FeatureMap
+    from adass_ray.model.checkpoint import load_model_folder, save_model
+    from adass_ray.model.config import ModelConfig, build_standalone
+    from adass_ray.stages.train import log_model_folder
+
+    data = tmp_path / "data"
+    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=300, seed=0), data)
+    fm = FeatureMap.load(data)
+    sizes = (4,) * fm.num_fields
+    model = build_standalone(fm, ModelConfig(hidden=(8,)), sizes)
+    save_model(tmp_path / "model.pt", kind="fixed", model=model,
+               model_config=ModelConfig(hidden=(8,)), fm=fm, sizes=sizes)
+    with start(store, "model") as tracker:
+        log_model_folder(tracker, tmp_path / "model.pt", data / "feature_map.json")
+    local = store["client"].download_artifacts(tracker.run_id, "model", str(tmp_path / "dl"))
+    assert sorted(p.name for p in Path(local).iterdir()) == [
+        "feature_map.json", "model.json", "model.pt"]  # no MLmodel, no pickled module
+    loaded = load_model_folder(local)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
