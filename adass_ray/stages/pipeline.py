@@ -12,17 +12,17 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adass_ray import configio
+from adass_ray import configio, record
 from adass_ray.data.feature_map import FEATURE_MAP_FILE, FeatureMap
 from adass_ray.data.io import write_json
 from adass_ray.data.prepare import PrepareConfig, prepare
 from adass_ray.errors import AdassError
 from adass_ray.model.checkpoint import MODEL_FILE
 from adass_ray.search.agent import SearchConfig
-from adass_ray.stages.search import search
+from adass_ray.stages.search import search, search_record
 from adass_ray.stages.train import retrain, train
 from adass_ray.tracking import TrackingSpec
-from adass_ray.train.config import TrainConfig
+from adass_ray.train.config import TrainConfig, train_record
 
 logger = logging.getLogger(__name__)
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -81,15 +81,21 @@ def run(
     """prepare → supernet → search (budget) → retrain the searched sizes and the uniform baseline
     (same config, ``seeds`` seeds each) → ``report.json``; outputs under ``out``.
 
-    Every stage is skipped when its output exists, so a re-run continues a stopped pipeline. With
+    Every stage is skipped when its output exists and its ``run.json`` matches what this run
+    would do (a mismatch is refused, naming it), so a re-run continues a stopped pipeline. With
     tracking on, a parent MLflow run holds the comparison and each stage is a child run.
     """
     out = Path(out)
     data = out / "data"
-    fm = prepare_source(source, data, seed=seed, rows=rows)
-    result = PipelineResult(out=out, data=data, feature_map=fm, stages={"data": data})
     cfg = configio.load(TrainConfig, config or default_config(source), [f"seed={seed}", *overrides])
     search_cfg = configio.load(SearchConfig, None, [f"seed={seed}", *search_overrides])
+    # the data stage's record: a re-run with another source, seed or size must not reuse it
+    data_record = record.make("pipeline-data", source=source, seed=seed, rows=rows)
+    if (data / FEATURE_MAP_FILE).is_file():
+        record.check(out, data_record, action="reuse the prepared data in")
+    fm = prepare_source(source, data, seed=seed, rows=rows)
+    record.write(out, data_record)
+    result = PipelineResult(out=out, data=data, feature_map=fm, stages={"data": data})
     with tracking.start(
         run_name=f"pipeline-{out.name}", default_experiment=fm.name, fallback_dir=out
     ) as parent:
@@ -105,7 +111,8 @@ def run(
             }
         )
         sn = out / "supernet"
-        if (sn / MODEL_FILE).is_file():
+        if (sn / MODEL_FILE).is_file() and (sn / "metrics.json").is_file():
+            record.check(sn, train_record(fm, cfg, "supernet", None), action="reuse")
             logger.info("stage supernet: reusing %s", sn)
             result.metrics["supernet"] = json.loads((sn / "metrics.json").read_text())
         else:
@@ -122,7 +129,12 @@ def run(
             result.metrics["supernet"] = res.metrics
         result.stages["supernet"] = sn
         found = out / "search"
-        if not (found / "sizes.json").is_file():
+        if (found / "sizes.json").is_file():
+            record.check(
+                found, search_record(fm, sn, budget, search_cfg), action="reuse"
+            )
+            logger.info("stage search: reusing %s", found)
+        else:
             logger.info("stage search: %d controllers, budget %s", search_cfg.controllers, budget)
             search(
                 data=data,
