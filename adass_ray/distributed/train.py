@@ -107,6 +107,9 @@ def _train(config: dict[str, Any]) -> None:
         device=device,
         on_checkpoint=on_checkpoint,
         on_metrics=on_metrics,
+        on_step=lambda step: faults.train_step(
+            config.get("fault"), step=step, rank=rank, mid_step=True
+        ),
     )
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:

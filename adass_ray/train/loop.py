@@ -62,6 +62,8 @@ class TrainLoop:
         device: where tensors go.
         on_checkpoint: called with (state dict, metrics) at every checkpoint; rank 0 persists it.
         on_metrics: called with (metrics, step) to log progress (rank 0).
+        on_step: called with the step number in the middle of every step (gradients averaged,
+            weights not yet updated); the fault-injection tests kill a worker there.
     """
 
     def __init__(
@@ -75,12 +77,14 @@ class TrainLoop:
         device: torch.device | None = None,
         on_checkpoint: CheckpointFn | None = None,
         on_metrics: MetricsFn | None = None,
+        on_step: Callable[[int], None] | None = None,
     ) -> None:
         self.task, self.cfg, self.train, self.valid = task, config, train, valid
         self.comm = comm or Comm()
         self.device = device or torch.device("cpu")
         self.on_checkpoint = on_checkpoint or (lambda state, metrics: None)
         self.on_metrics = on_metrics or (lambda metrics, step: None)
+        self.on_step = on_step or (lambda step: None)
         named = [(n, p) for n, p in task.model.named_parameters() if p.requires_grad]
         sparse = config.model.sparse
         self.sparse_params = [p for n, p in named if sparse and is_table(n)]
@@ -151,6 +155,7 @@ class TrainLoop:
         loss.backward()
         self.comm.average_gradients(self.params, self.sparse_params)
         self.task.after_backward(self.comm.all_reduce_sum)
+        self.on_step(st.global_step)
         for opt in self.optimizers:
             opt.step()
         return loss.detach()
