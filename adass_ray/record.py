@@ -20,7 +20,7 @@ from adass_ray.errors import ConfigError
 
 RECORD_FILE = "run.json"
 # keys of a record that describe the run's progress, not what it computes
-_STATUS_KEYS = ("status", "error")
+_STATUS_KEYS = ("status", "error", "outcome")
 
 
 def code_version() -> str:
@@ -72,15 +72,21 @@ def write(folder: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
     os.replace(tmp, folder / RECORD_FILE)
 
 
-def set_status(folder: str | os.PathLike[str], status: str, error: str | None = None) -> None:
-    """Mark the record in ``folder`` running / done / failed (no-op without a record)."""
+def set_status(
+    folder: str | os.PathLike[str], status: str, error: str | None = None, **extra: Any
+) -> None:
+    """Mark the record in ``folder`` running / done / failed (no-op without a record);
+    ``extra`` (e.g. the attempts a failed run took) goes under ``outcome``."""
     doc = read(folder)
     if doc is None:
         return
     doc["status"] = status
     doc.pop("error", None)
+    doc.pop("outcome", None)
     if error:
         doc["error"] = error
+    if extra:
+        doc["outcome"] = extra
     write(folder, doc)
 
 

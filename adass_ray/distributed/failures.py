@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from adass_ray import errors
+from adass_ray import errors, record
 from adass_ray.errors import AdassError, WorkerFailure
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,15 @@ def control_actor() -> Any:
         def __init__(self) -> None:
             self.lines: list[str] = []
             self.failure: tuple[str, str] | None = None
+            self.starts = 0
+
+        def start(self, rank: int) -> tuple[str, str] | None:
+            """A worker starts (rank 0 counts the attempts); returns a recorded failure."""
+            self.starts += rank == 0
+            return self.failure
+
+        def attempts(self) -> int:
+            return self.starts
 
         def put(self, line: str) -> None:
             self.lines.append(line)
@@ -47,8 +56,11 @@ def control_actor() -> Any:
     return Control.remote()  # type: ignore[attr-defined]
 
 
-def fit_with_progress(trainer: Any, control: Any, storage: Path) -> Any:
+def fit_with_progress(trainer: Any, control: Any, out: Path) -> Any:
     """``trainer.fit()`` in a thread while the driver logs the progress lines as they come.
+
+    A failed run is marked failed in ``out``'s run record, with its error and how many times
+    the worker group was started (so a later run starts over instead of needing ``--resume``).
 
     Raises:
         AdassError: the error a worker recorded (bad data, config, a non-finite loss), else
@@ -75,7 +87,16 @@ def fit_with_progress(trainer: Any, control: Any, storage: Path) -> Any:
         if not thread.is_alive():
             break
     ours = ray.get(control.error.remote())
+    attempts = int(ray.get(control.attempts.remote()))
     ray.kill(control)
+    try:
+        return _outcome(box, ours, out / ".ray")
+    except AdassError as e:
+        record.set_status(out, "failed", str(e), attempts=attempts)
+        raise
+
+
+def _outcome(box: dict[str, Any], ours: tuple[str, str] | None, storage: Path) -> Any:
     if ours is not None:
         cls = getattr(errors, ours[0], AdassError)
         raise (cls if isinstance(cls, type) and issubclass(cls, AdassError) else AdassError)(
@@ -90,7 +111,7 @@ def fit_with_progress(trainer: Any, control: Any, storage: Path) -> Any:
     if error is not None:
         raise WorkerFailure(
             f"training failed: {root_cause(error)}; its checkpoints are kept in {storage} "
-            "(--resume continues from the latest)"
+            "(--resume continues from the latest; without it the run starts over)"
         )
     if result is None or result.checkpoint is None:
         raise WorkerFailure("training failed: the run ended without a final checkpoint")

@@ -42,9 +42,11 @@ def train_per_worker(config: dict[str, Any]) -> None:
     the control actor and never repeated: a worker group restarted after it returns at once.
     """
     import ray
+    import ray.train
 
     control = config.get("control")
-    if control is not None and ray.get(control.error.remote()) is not None:
+    rank = ray.train.get_context().get_world_rank()
+    if control is not None and ray.get(control.start.remote(rank)) is not None:
         return  # an earlier attempt hit one of our errors; a retry would only repeat it
     try:
         _train(config)
@@ -257,11 +259,7 @@ def fit(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
-    try:
-        result = fit_with_progress(trainer, control, storage)
-    except AdassError as e:
-        record.set_status(out, "failed", str(e))
-        raise
+    result = fit_with_progress(trainer, control, out)
     with result.checkpoint.as_directory() as d:
         for name in (MODEL_FILE, "history.json"):
             shutil.copy2(Path(d) / name, out / name)
