@@ -1,4 +1,4 @@
-"""`adass-ray prepare` on bad input: one line on stderr, non-zero exit, nothing half-written."""
+"""`adass-ray prepare` on bad input: one line on stderr, exit 2, nothing half-written."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code != 0
+    assert code == 2  # the README promises exit code 2 for bad input
     lines = [ln for ln in err.strip().splitlines() if ln]
     assert len(lines) == 1, err
     assert "Traceback" not in err
