@@ -9,8 +9,9 @@ started before the variable was set. Kinds:
   exits once, at the first checkpoint at or after ``at_step``, or with ``"mid_step": true`` in
   the middle of step ``at_step`` itself (gradients all-reduced, weights not yet updated); with
   ``"sleep": seconds`` it pauses there instead of exiting, so a test can kill the driver;
-* ``search``: ``{"index", "at", "marker"}`` — that controller actor's process exits once when it
-  has done ``at`` iterations;
+* ``search``: ``{"index", "at", "marker", "sleep"}`` — that controller actor's process exits
+  once when it has done ``at`` iterations (with ``"sleep": seconds``, it pauses there instead,
+  so a test can kill the driver);
 * ``sweep``: ``{"lam", "at", "marker", "seconds"}`` — that Tune trial writes ``marker`` and
   sleeps ``seconds`` (default 120) at iteration ``at``, so a test can kill the driver.
 
@@ -68,13 +69,16 @@ def train_step(
 
 
 def search_step(fault: dict[str, Any] | None, *, index: int, iteration: int) -> None:
-    """Exit this controller actor's process if ``fault`` says so."""
+    """Exit (or pause) this controller actor's process if ``fault`` says so."""
     if (
         fault
         and fault["index"] == index
         and iteration >= fault["at"]
         and _fire_once(fault, str(iteration))
     ):
+        if "sleep" in fault:
+            time.sleep(float(fault["sleep"]))
+            return
         os._exit(1)
 
 

@@ -124,6 +124,8 @@ def run_search(
         )
     if resume and state_path.exists():
         state = SearchState.from_dict(torch.load(state_path, weights_only=False))
+        state.resumed_at = state.iteration()
+        logger.info("resuming the search in %s at iteration %d", out, state.resumed_at)
     else:
         state = SearchState.fresh(config.controllers)
     out.mkdir(parents=True, exist_ok=True)

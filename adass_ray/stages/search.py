@@ -111,6 +111,7 @@ def search(
             "quality_b": chosen.quality_b,
             "repaired": chosen.repaired,
             "policy_argmax": [s.get("argmax") for s in state.summaries],
+            "resumed_at_iteration": state.resumed_at,
         }
         doc = write_sizes_json(
             out / "sizes.json",
