@@ -89,6 +89,11 @@ def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
             cfg=CFG,
             tracking=track,
         )
+    from adass_ray.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"lams: was \[0\.5, 4\.0\], now \[1\.0\]"):
+        sweep(data=data, supernet=supernet, out=out, lams=(1.0,), budgets=("0.4", "0.8"),
+              cfg=CFG, tracking=track, resume=True)  # --resume of another grid is refused
 
 
 def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
