@@ -19,7 +19,7 @@ from adass_ray.data import synthetic
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.model.checkpoint import load_model
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
 
 def _run_then_kill(argv, fault, marker, settle):
@@ -81,6 +81,8 @@ def test_train_supernet_driver_killed_mid_run_resumes_exactly(ray_local, smoke_d
     assert metrics["test_auc"] == clean["test_auc"]
 
 
+@pytest.mark.slow  # a third driver-kill check (train-supernet and one sweep trial are in the
+# default tier); about as long as the train-supernet one
 def test_search_driver_killed_mid_run_resumes_exactly(trained, tmp_path):
     """Controller 0 pauses after iteration 4 of 8; the driver (which saves the state every
     iteration) is killed; --resume continues at iteration 4 and selects what a clean search
