@@ -135,7 +135,9 @@ def warmup_warning(fm: FeatureMap, cfg: TrainConfig) -> str | None:
 
 
 # settings that change how a run is executed, not what it computes
-_EXECUTION_ONLY = ("max_failures", "cpus_per_worker", "use_gpu", "checkpoint_every")
+_EXECUTION_ONLY = (
+    "max_failures", "cpus_per_worker", "use_gpu", "checkpoint_every", "memory_per_worker_gb"
+)
 
 
 def train_record(
