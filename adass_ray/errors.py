@@ -28,3 +28,16 @@ class ConfigError(AdassError):
 
 class FetchError(AdassError):
     """A built-in dataset that could not be fetched or verified."""
+
+
+class NonFiniteLossError(AdassError):
+    """Training produced a NaN or infinite loss; the run stops there (retrying repeats it)."""
+
+
+class WorkerFailure(AdassError):
+    """A training worker died or raised something that is not one of our errors.
+
+    Not the user's input, so exit code 1; the message names the worker and the root cause.
+    """
+
+    exit_code = 1

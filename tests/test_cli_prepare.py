@@ -1,4 +1,4 @@
-"""`adass-ray prepare` on bad input: one line on stderr, non-zero exit, nothing half-written."""
+"""`adass-ray prepare` on bad input: one line on stderr, exit 2, nothing half-written."""
 
 from __future__ import annotations
 

@@ -23,7 +23,10 @@ Where = dict[str, int]
 
 
 def progress_actor() -> Any:
-    """The actor rank 0 reports to (``put(line)``, ``at(where)``); the driver calls ``take()``."""
+    """The actor the workers and the driver share: rank 0 reports (``put(line)``, ``at(where)``)
+    and the driver calls ``take()``; a worker that hits one of our errors records it
+    (``fail``), and a worker group Ray restarts after that sees it at ``start`` and returns
+    (see :mod:`adass_ray.distributed.failures`)."""
     import ray
 
     @ray.remote(num_cpus=0)
@@ -31,6 +34,8 @@ def progress_actor() -> Any:
         def __init__(self) -> None:
             self.lines: list[str] = []
             self.where: Where | None = None
+            self.failure: tuple[str, str] | None = None
+            self.starts = 0
 
         def put(self, line: str) -> None:
             self.lines.append(line)
@@ -41,6 +46,21 @@ def progress_actor() -> Any:
         def take(self) -> tuple[list[str], Where | None]:
             out, self.lines = self.lines, []
             return out, self.where
+
+        def start(self, rank: int) -> tuple[str, str] | None:
+            """A worker starts (rank 0 counts the attempts); returns a recorded failure."""
+            self.starts += rank == 0
+            return self.failure
+
+        def attempts(self) -> int:
+            return self.starts
+
+        def fail(self, kind: str, message: str) -> None:
+            if self.failure is None:  # the first one is the root cause
+                self.failure = (kind, message)
+
+        def error(self) -> tuple[str, str] | None:
+            return self.failure
 
     return Progress.remote()  # type: ignore[attr-defined]
 
@@ -99,9 +119,14 @@ class EpochBar:
             self.bar = None
 
 
-def fit_with_progress(trainer: Any, actor: Any, *, kind: str) -> Any:
+def fit_with_progress(trainer: Any, actor: Any, *, kind: str) -> dict[str, Any]:
     """``trainer.fit()`` in a thread while the driver logs rank 0's lines as they come and,
-    when bars are drawn, shows the epoch's bar; returns the fit's result (or raises its error)."""
+    when bars are drawn, shows the epoch's bar.
+
+    Returns:
+        ``{"result": ...}`` or ``{"error": exception}`` (the actor is left alive: the caller
+        reads what the workers recorded, then kills it).
+    """
     import ray
 
     box: dict[str, Any] = {}
@@ -109,7 +134,7 @@ def fit_with_progress(trainer: Any, actor: Any, *, kind: str) -> Any:
     def target() -> None:
         try:
             box["result"] = trainer.fit()
-        except BaseException as e:  # re-raised in the driver thread below
+        except BaseException as e:  # handed to the caller, which re-raises it
             box["error"] = e
 
     thread = threading.Thread(target=target, name="ray-train-fit", daemon=True)
@@ -126,7 +151,4 @@ def fit_with_progress(trainer: Any, actor: Any, *, kind: str) -> Any:
                 break
     finally:
         epoch_bar.close()
-    ray.kill(actor)
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    return box

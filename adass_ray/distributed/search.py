@@ -125,6 +125,8 @@ def run_search(
         )
     if resume and state_path.exists():
         state = SearchState.from_dict(load_plain(state_path, what="search state"))
+        state.resumed_at = state.iteration()
+        logger.info("resuming the search in %s at iteration %d", out, state.resumed_at)
     else:
         state = SearchState.fresh(config.controllers)
     out.mkdir(parents=True, exist_ok=True)

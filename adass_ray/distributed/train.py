@@ -17,18 +17,19 @@ from typing import Any
 
 import torch
 
-from adass_ray import configio
+from adass_ray import configio, record
 from adass_ray import progress as bars
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.io import write_json
 from adass_ray.data.loader import ShardLoader
 from adass_ray.distributed import faults
-from adass_ray.distributed.progress import fit_with_progress, progress_actor, step_reporter
-from adass_ray.errors import AdassError
-from adass_ray.model.checkpoint import MODEL_FILE, check_fingerprint, load_plain, save_model
+from adass_ray.distributed.failures import fit_checked
+from adass_ray.distributed.progress import progress_actor, step_reporter
+from adass_ray.errors import AdassError, NonFiniteLossError
+from adass_ray.model.checkpoint import MODEL_FILE, load_plain, save_model
 from adass_ray.tracking import TrackingSpec
 from adass_ray.train.comm import Comm, TorchDistComm
-from adass_ray.train.config import TrainConfig
+from adass_ray.train.config import TrainConfig, train_record
 from adass_ray.train.loop import TrainLoop
 from adass_ray.train.task import make_task, param_counts, set_threads
 
@@ -37,7 +38,30 @@ STATE_FILE = "state.pt"
 
 
 def train_per_worker(config: dict[str, Any]) -> None:
-    """The Ray Train worker function (see module docstring); ``config`` is plain data."""
+    """The Ray Train worker function (see module docstring); ``config`` is plain data.
+
+    One of our errors (bad data or config, a non-finite loss) is reported to the driver through
+    the control actor and never repeated: a worker group restarted after it returns at once.
+    """
+    import ray
+    import ray.train
+
+    control = config.get("control")
+    rank = ray.train.get_context().get_world_rank()
+    if control is not None and ray.get(control.start.remote(rank)) is not None:
+        return  # an earlier attempt hit one of our errors; a retry would only repeat it
+    try:
+        _train(config)
+    except AdassError as e:
+        if control is None:
+            raise
+        ray.get(control.fail.remote(type(e).__name__, str(e)))
+        if isinstance(e, NonFiniteLossError):
+            return  # every rank stopped at the same step: nothing to tear down, no retry
+        raise
+
+
+def _train(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
@@ -58,7 +82,7 @@ def train_per_worker(config: dict[str, Any]) -> None:
     tracker = (
         spec.attach() if rank == 0 and spec is not None else TrackingSpec(enabled=False).attach()
     )
-    progress = config.get("progress") if rank == 0 else None
+    progress = config.get("control") if rank == 0 else None
 
     on_step = None
     if progress is not None and config.get("progress_steps"):
@@ -95,6 +119,9 @@ def train_per_worker(config: dict[str, Any]) -> None:
         on_checkpoint=on_checkpoint,
         on_metrics=on_metrics,
         on_step=on_step,
+        on_mid_step=lambda step: faults.train_step(
+            config.get("fault"), step=step, rank=rank, mid_step=True
+        ),
     )
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -109,6 +136,8 @@ def train_per_worker(config: dict[str, Any]) -> None:
             progress.put.remote(f"resumed from the checkpoint at step {loop.state.global_step}")
     loop.run()
     final = {**loop.evaluate(loaders["test"], "test"), **param_counts(task)}
+    if loop.state.resumed_at:  # which checkpoint the last restore continued from
+        final["resumed_from_step"] = float(loop.state.resumed_at[-1])
     final.update(
         {f"best_{k}": v for k, v in loop.state.history[loop.state.best_epoch].items()}
         if loop.state.best_epoch >= 0
@@ -207,15 +236,16 @@ def fit(
 
     out = Path(out).resolve()
     storage = out / ".ray"
-    if storage.exists() and not resume:
-        raise AdassError(
-            f"{out} already holds a training run; pass --resume to continue it "
-            "or choose another --out"
-        )
+    extra_config = dict(extra_config or {})
+    want = train_record(
+        FeatureMap.load(data), cfg, kind, sizes, init_digest=extra_config.get("init_digest")
+    )
+    if check_run_folder(out, want, resume):
+        shutil.rmtree(storage)
     out.mkdir(parents=True, exist_ok=True)
-    _check_or_record_run(out, FeatureMap.load(data), kind, sizes, resume)
     use_gpu = _use_gpu(cfg)
     _check_resources(cfg, use_gpu)
+    record.write(out, {**want, "status": "running"})
     progress = progress_actor()
     trainer = TorchTrainer(
         train_per_worker,
@@ -227,10 +257,10 @@ def fit(
             "sizes": list(sizes) if sizes else None,
             "train": configio.to_dict(cfg),
             "tracking": tracking,
-            "progress": progress,
+            "control": progress,
             "progress_steps": bars.active(),  # rows/s bars only when the driver draws them
             "fault": faults.spec("train"),
-            **(extra_config or {}),
+            **extra_config,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.num_workers,
@@ -244,39 +274,37 @@ def fit(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
-    result = fit_with_progress(trainer, progress, kind=kind)
-    if result.error is not None or result.checkpoint is None:
-        raise AdassError(
-            f"training failed: {type(result.error).__name__}: "
-            f"{str(result.error).splitlines()[0] if result.error else 'no checkpoint'}"
-        )
+    result = fit_checked(trainer, progress, out, kind=kind)
     with result.checkpoint.as_directory() as d:
         for name in (MODEL_FILE, "history.json"):
             shutil.copy2(Path(d) / name, out / name)
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, int | float)}
     write_json(out / "metrics.json", metrics)
+    record.set_status(out, "done")
     return FitResult(out=out, metrics=metrics)
 
 
-def _check_or_record_run(
-    out: Path, fm: FeatureMap, kind: str, sizes: tuple[int, ...] | None, resume: bool
-) -> None:
-    """A resumed run must be the same kind of run on the same data; record what a new one is."""
-    record = out / "run.json"
-    if resume and record.is_file():
-        import json
+def check_run_folder(out: Path, want: dict[str, Any], resume: bool) -> bool:
+    """Whether ``out`` may hold the run ``want``; True when a failed run's state must go first.
 
-        prev = json.loads(record.read_text())
-        check_fingerprint(prev["fingerprint"], fm, source=f"the run in {out}")
-        if prev["kind"] != kind or prev.get("sizes") != (list(sizes) if sizes else None):
-            raise AdassError(
-                f"the run in {out} is a {prev['kind']} run with sizes {prev.get('sizes')}; "
-                "resume it with the same stage and sizes, or choose another --out"
-            )
-        return
-    write_json(
-        record,
-        {"kind": kind, "sizes": list(sizes) if sizes else None, "fingerprint": fm.fingerprint()},
+    A folder with Ray state needs ``--resume`` (and the same data, kind, sizes and config),
+    except after a failed run: that one is started over, so a failure never forces ``--resume``.
+
+    Raises:
+        AdassError: Ray state from a run that did not fail, without ``resume``.
+        ConfigError: ``resume`` of a run made with other settings (the difference named).
+    """
+    if not (out / ".ray").exists():
+        return False
+    found = record.read(out)
+    if resume:
+        record.check(out, want, action="resume")
+        return False
+    if found is not None and found.get("status") == "failed":
+        logger.warning("the previous run in %s failed (%s); starting over", out, found.get("error"))
+        return True
+    raise AdassError(
+        f"{out} already holds a training run; pass --resume to continue it or choose another --out"
     )
 
 

@@ -31,12 +31,14 @@ class SearchState:
         cache: every architecture scored, with its quality.
         states: each controller's :meth:`SearchAgent.state_dict` (None before its first step).
         summaries: each controller's latest :meth:`SearchAgent.summary`.
+        resumed_at: set when the state was loaded to continue a search.
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
     cache: Cache = field(default_factory=dict)
     states: list[dict[str, Any] | None] = field(default_factory=list)
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    resumed_at: int | None = None  # the iteration a resumed search continued from (not saved)
 
     @classmethod
     def fresh(cls, controllers: int) -> SearchState:

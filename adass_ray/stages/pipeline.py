@@ -16,17 +16,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from adass_ray import configio
+from adass_ray import configio, record
 from adass_ray.data.feature_map import FEATURE_MAP_FILE, FeatureMap
 from adass_ray.data.io import write_json
 from adass_ray.data.prepare import PrepareConfig, prepare
 from adass_ray.errors import AdassError, ConfigError
 from adass_ray.model.checkpoint import MODEL_FILE
 from adass_ray.search.agent import SearchConfig
-from adass_ray.stages.search import search
+from adass_ray.stages.search import search, search_record
 from adass_ray.stages.train import retrain, train
 from adass_ray.tracking import TrackingSpec
-from adass_ray.train.config import TrainConfig
+from adass_ray.train.config import TrainConfig, train_record
 from adass_ray.train.floor import floor_config, floor_warning
 
 logger = logging.getLogger(__name__)
@@ -187,14 +187,24 @@ def run(
     outputs under ``out``.
 
     ``data_input`` (default: the built-in ``source``) says where the data come from. Every stage
-    is skipped when its output exists, so a re-run continues a stopped pipeline. With tracking
+    is skipped when its output exists and its ``run.json`` matches what this run would do (a
+    mismatch is refused, naming it), so a re-run continues a stopped pipeline. With tracking
     on, a parent MLflow run holds the comparison (the floor's AUCs included) and each stage is a
     child run. ``result.warnings`` says when a retrained model does not beat the floor on
     validation (also logged).
     """
     out = Path(out)
     inp = data_input or DataInput(source=source)
+    inp.check()
+    # the data stage's record: a re-run with another origin, seed or size must not reuse it
+    origin = {"source": inp.source, "data": inp.data, "input": inp.input, "format": inp.fmt,
+              "schema": inp.schema, "label": inp.label}
+    data_record = record.make("pipeline-data", seed=seed, rows=rows,
+                              **{k: str(v) for k, v in origin.items() if v is not None})
+    if not inp.data and (out / "data" / FEATURE_MAP_FILE).is_file():
+        record.check(out, data_record, action="reuse the prepared data in")
     data, fm, schema_file = prepare_input(inp, out, seed=seed, rows=rows)
+    record.write(out, data_record)
     result = PipelineResult(
         out=out, data=data, feature_map=fm, stages={"data": data}, schema=schema_file
     )
@@ -216,7 +226,8 @@ def run(
             }
         )
         sn = out / "supernet"
-        if (sn / MODEL_FILE).is_file():
+        if (sn / MODEL_FILE).is_file() and (sn / "metrics.json").is_file():
+            record.check(sn, train_record(fm, cfg, "supernet", None), action="reuse")
             logger.info("stage supernet: reusing %s", sn)
             result.metrics["supernet"] = json.loads((sn / "metrics.json").read_text())
         else:
@@ -233,7 +244,12 @@ def run(
             result.metrics["supernet"] = res.metrics
         result.stages["supernet"] = sn
         found = out / "search"
-        if not (found / "sizes.json").is_file():
+        if (found / "sizes.json").is_file():
+            record.check(
+                found, search_record(fm, sn, budget, search_cfg), action="reuse"
+            )
+            logger.info("stage search: reusing %s", found)
+        else:
             logger.info("stage search: %d controllers, budget %s", search_cfg.controllers, budget)
             search(
                 data=data,

@@ -16,11 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adass_ray import configio
+from adass_ray import configio, record
 from adass_ray import progress as bars
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.io import write_json
-from adass_ray.errors import ConfigError
+from adass_ray.errors import AdassError, ConfigError
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.context import SearchContext, load_context, uniform_points
 from adass_ray.search.driver import SearchState, choose
@@ -47,10 +47,17 @@ def search(
     architecture) and ``search_state.pt`` (for ``--resume``) into ``out``.
     """
     from adass_ray.distributed.runtime import ensure_ray
-    from adass_ray.distributed.search import run_search
+    from adass_ray.distributed.search import STATE_FILE, run_search
     from adass_ray.search.export import write_sizes_json
 
     # the inputs are checked before Ray starts: a bad file fails in a second, not after a start
+    want = search_record(FeatureMap.load(data), supernet, budget, cfg)
+    if resume and (out / STATE_FILE).exists():  # same data, supernet, budget and config only
+        record.check(out, want, action="resume")
+    elif (out / STATE_FILE).exists():
+        raise AdassError(
+            f"{out} already holds a search; pass --resume to continue it or choose another --out"
+        )
     ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed)
     limit = Budget.parse(budget).resolve(ctx.space, d_base=cfg.d_base)
     ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
@@ -92,6 +99,7 @@ def search(
                 **configio.flatten(configio.to_dict(cfg)),
             }
         )
+        record.write(out, {**want, "status": "running"})
         state = run_search(
             ctx=ctx, out=out, budget=limit, config=cfg, resume=resume, on_iteration=progress
         )
@@ -110,6 +118,7 @@ def search(
             "quality_b": chosen.quality_b,
             "repaired": chosen.repaired,
             "policy_argmax": [s.get("argmax") for s in state.summaries],
+            "resumed_at_iteration": state.resumed_at,
         }
         doc = write_sizes_json(
             out / "sizes.json",
@@ -132,7 +141,26 @@ def search(
         )
         for name in ("sizes.json", "history.json", "pareto.csv", "pareto.png"):
             tracker.log_artifact(out / name)
+    record.set_status(out, "done")
     return {"sizes": doc, "selection": chosen, "history": state.history}
+
+
+def search_record(
+    fm: FeatureMap, supernet: Path, budget: str, cfg: SearchConfig
+) -> dict[str, Any]:
+    """What a search is made of (see :mod:`adass_ray.record`): the data, the supernet's file,
+    the budget and the config; resumed or reused only when all of it matches."""
+    from adass_ray.model.checkpoint import MODEL_FILE
+
+    model = supernet / MODEL_FILE if supernet.is_dir() else supernet
+    config = {k: v for k, v in configio.to_dict(cfg).items() if k != "actor_resource"}
+    return record.make(
+        "search",
+        fingerprint=fm.fingerprint(),
+        supernet=record.file_digest(model) if model.is_file() else None,
+        budget=budget,
+        config=config,
+    )
 
 
 def _search_front(
@@ -208,6 +236,7 @@ def stability(
         seed_out = out / f"seed-{r}"
         run_cfg = replace(cfg, seed=cfg.seed + 1000 * r)
         if (seed_out / "sizes.json").is_file():
+            record.check(seed_out, search_record(fm, supernet, budget, run_cfg), action="reuse")
             sizes_doc = json.loads((seed_out / "sizes.json").read_text())
             runs.append(tuple(sizes_doc["fields"][n]["size"] for n in fm.field_names))
             continue

@@ -15,11 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adass_ray import configio
+from adass_ray import configio, record
 from adass_ray.data.io import write_json
 from adass_ray.errors import AdassError, ConfigError
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.context import SearchContext, load_context, uniform_points
+from adass_ray.stages.search import search_record
 from adass_ray.tracking import Tracker, TrackingSpec
 from adass_ray.train.config import TrainConfig
 
@@ -64,7 +65,13 @@ def sweep(
         raise AdassError(
             f"{out} already holds a sweep; pass --resume to continue it or choose another --out"
         )
+    # the sweep's record: a resumed sweep must be the same grid on the same supernet and data
+    want = {**search_record(fm, supernet, ",".join(budgets), cfg), "stage": "sweep",
+            "lams": list(lams)}
+    if resume and (out / "tune").exists():
+        record.check(out, want, action="resume")
     out.mkdir(parents=True, exist_ok=True)
+    record.write(out, want)
     with _parent_run(out, tracking, resume, fm.name, data, supernet, lams, budgets, cfg) as parent:
         trials = tracking.children_of(parent, experiment=fm.name)
         baselines = uniform_points(ctx)

@@ -14,13 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adass_ray import configio
+from adass_ray import configio, record
 from adass_ray.data.feature_map import FEATURE_MAP_FILE, FeatureMap
 from adass_ray.data.io import write_json
-from adass_ray.errors import AdassError, ConfigError
+from adass_ray.errors import ConfigError
 from adass_ray.search.export import read_sizes
 from adass_ray.tracking import TrackingSpec
-from adass_ray.train.config import TrainConfig, validate
+from adass_ray.train.config import TrainConfig, train_record, validate
 from adass_ray.train.memory import MemoryPlan, available_per_worker, check_fits, plan_memory
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def train(
     ``init_from`` names a supernet folder whose weights the fixed model inherits.
     """
     from adass_ray.distributed.runtime import ensure_ray
-    from adass_ray.distributed.train import fit
+    from adass_ray.distributed.train import check_run_folder, fit
 
     fm = FeatureMap.load(data)
     validate(fm, cfg, kind)
@@ -98,11 +98,9 @@ def train(
     plan = plan_memory(fm, cfg, kind, sizes)
     logger.info("%s", plan.summary())
     check_fits(plan, available_per_worker(cfg))  # before Ray or any worker starts
-    if out.exists() and (out / ".ray").exists() and not resume:
-        raise AdassError(
-            f"{out} already holds a training run; pass --resume to continue it "
-            "or choose another --out"
-        )
+    init_digest = _init_digest(init_from)
+    # refused before Ray starts and before an MLflow run is opened (fit checks again)
+    check_run_folder(out, train_record(fm, cfg, kind, sizes, init_digest), resume)
     out.mkdir(parents=True, exist_ok=True)
     ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
     # a retrain seed is named with its folder: "fixed-retrain-searched-seed-0", not "fixed-seed-0"
@@ -121,7 +119,10 @@ def train(
         )
         extra = None
         if init_from:
-            extra = {"init_state": str(_inherited_state(init_from, fm, sizes, out))}
+            extra = {
+                "init_state": str(_inherited_state(init_from, fm, sizes, out)),
+                "init_digest": init_digest,
+            }
         result = fit(
             data=data,
             out=out,
@@ -153,6 +154,19 @@ def log_model_folder(tracker: Any, model_file: Path, feature_map_file: Path) -> 
     tracker.log_artifact(model_file, artifact_path="model")
     tracker.log_artifact(feature_map_file, artifact_path="model")
     tracker.log_dict(describe_model(model_file), "model/model.json")
+
+
+def _init_digest(init_from: Path | None) -> str | None:
+    """The identity of the supernet a model inherits from (part of its run record)."""
+    from adass_ray.model.checkpoint import MODEL_FILE
+
+    if init_from is None:
+        return None
+    path = init_from / MODEL_FILE if init_from.is_dir() else init_from
+    if not path.is_file():
+        raise ConfigError(f"--inherit {init_from}: no {MODEL_FILE} there; give the "
+                          "train-supernet output folder")
+    return record.file_digest(path)
 
 
 def _inherited_state(
@@ -191,7 +205,8 @@ def retrain(
 ) -> dict[str, Any]:
     """Train the stand-alone model with fixed sizes once per seed; writes ``summary.json``.
 
-    Each seed's run lives in ``out/seed-<s>`` (finished seeds are reused on a re-run).
+    Each seed's run lives in ``out/seed-<s>``; a finished seed is reused on a re-run only when
+    its ``run.json`` says it was made with these data, sizes, config and seed.
     Returns the summary: per-seed test AUC / logloss and their mean and standard deviation.
     """
     if seeds < 1:
@@ -199,15 +214,20 @@ def retrain(
     fm = FeatureMap.load(data)
     sizes = fixed_sizes(fm, cfg, sizes_file=sizes_file, uniform=uniform)
     runs: list[dict[str, float]] = []
+    init_digest = _init_digest(init_from)
     for s in range(seeds):
         seed_out = out / f"seed-{s}"
+        seed_cfg = replace(cfg, seed=cfg.seed + s)
         if (seed_out / "metrics.json").is_file():
-            runs.append(json.loads((seed_out / "metrics.json").read_text()))
-            continue
+            want = train_record(fm, seed_cfg, "fixed", sizes, init_digest)
+            record.check(seed_out, want, action="reuse")
+            if (record.read(seed_out) or {}).get("status") == "done":
+                runs.append(json.loads((seed_out / "metrics.json").read_text()))
+                continue
         res = train(
             data=data,
             out=seed_out,
-            cfg=replace(cfg, seed=cfg.seed + s),
+            cfg=seed_cfg,
             kind="fixed",
             sizes=sizes,
             resume=(seed_out / ".ray").exists(),

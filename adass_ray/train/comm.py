@@ -45,19 +45,27 @@ class TorchDistComm(Comm):
     ) -> None:
         # One flat buffer → one all-reduce per step. Parameters a step did not touch get zero
         # gradients so every worker contributes the same layout (no DDP unused-parameter checks:
-        # with per-row paths, which candidates a batch touches varies from step to step).
+        # with per-row paths, which candidates a batch touches varies from step to step). The
+        # buffer ends with one "has a gradient" flag per parameter: a parameter no worker
+        # touched keeps ``grad = None``, as it would in one process, so Adam skips it instead of
+        # decaying its moments with a zero gradient (which would move it).
         for p in sparse:
             self._average_sparse(p)
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         if not grads:
             return
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        device = grads[0].device
+        flags = torch.tensor(
+            [0.0 if p.grad is None else 1.0 for p in params], dtype=grads[0].dtype, device=device
+        )
+        flat = torch.cat([*(g.reshape(-1) for g in grads), flags])
         dist.all_reduce(flat)
-        flat /= self.world_size
+        used = flat[-len(params) :] > 0
+        flat = flat[: -len(params)] / self.world_size
         offset = 0
-        for p, g in zip(params, grads, strict=True):
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             n = g.numel()
-            p.grad = flat[offset : offset + n].view_as(p)
+            p.grad = flat[offset : offset + n].view_as(p) if bool(used[i]) else None
             offset += n
 
     def _average_sparse(self, p: torch.nn.Parameter) -> None:
@@ -71,6 +79,9 @@ class TorchDistComm(Comm):
         n = torch.tensor([idx.numel()], device=p.device)
         counts = self.gather(n)
         most = int(counts.max())
+        if most == 0:  # no worker touched the table this step: no gradient, as in one process
+            p.grad = None
+            return
         pad = most - idx.numel()
         idx_all = self.gather(torch.cat([idx, idx.new_zeros(pad)]))
         val_all = self.gather(torch.cat([val, val.new_zeros((pad, *val.shape[1:]))]))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from adass_ray import configio, record
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.errors import ConfigError
 from adass_ray.model.config import ModelConfig
@@ -133,4 +134,29 @@ def warmup_warning(fm: FeatureMap, cfg: TrainConfig) -> str | None:
         f"sampler.warmup_steps={sampler.warmup_steps} >= the {steps} steps this run can take "
         f"({cfg.epochs} epochs of {-(-rows // cfg.batch_size)}): {what} never starts; "
         f"lower it, e.g. sampler.warmup_steps={max(1, steps // 5)}"
+    )
+
+
+# settings that change how a run is executed, not what it computes
+_EXECUTION_ONLY = (
+    "max_failures", "cpus_per_worker", "use_gpu", "checkpoint_every", "memory_per_worker_gb"
+)
+
+
+def train_record(
+    fm: FeatureMap,
+    cfg: TrainConfig,
+    kind: str,
+    sizes: tuple[int, ...] | None,
+    init_digest: str | None = None,
+) -> dict[str, Any]:
+    """What a training run is made of (see :mod:`adass_ray.record`): resumed or reused only
+    when all of it matches."""
+    config = {k: v for k, v in configio.to_dict(cfg).items() if k not in _EXECUTION_ONLY}
+    return record.make(
+        kind,
+        fingerprint=fm.fingerprint(),
+        sizes=list(sizes) if sizes else None,
+        config=config,
+        init=init_digest,
     )

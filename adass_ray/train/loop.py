@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from adass_ray.data.loader import ShardLoader
+from adass_ray.errors import NonFiniteLossError
 from adass_ray.metrics import auc, logloss
 from adass_ray.train.comm import Comm
 from adass_ray.train.config import TrainConfig
@@ -41,6 +42,9 @@ class LoopState:
     bad_epochs: int = 0
     stopped: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    epoch_loss_sum: float = 0.0  # this epoch's train losses so far (a resumed epoch's mean)
+    last_checkpoint_step: int = -1  # the step of the latest checkpoint handed to on_checkpoint
+    resumed_at: list[int] = field(default_factory=list)  # steps this run was restored at
 
 
 CheckpointFn = Callable[[dict[str, Any], dict[str, float]], None]
@@ -61,6 +65,8 @@ class TrainLoop:
         on_metrics: called with (metrics, step) to log progress (rank 0).
         on_step: called with (state, steps in this epoch) after every step, for a progress
             display; keep it cheap (throttle there).
+        on_mid_step: called with the step number in the middle of every step (gradients averaged,
+            weights not yet updated); the fault-injection tests kill a worker there.
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class TrainLoop:
         on_checkpoint: CheckpointFn | None = None,
         on_metrics: MetricsFn | None = None,
         on_step: StepFn | None = None,
+        on_mid_step: Callable[[int], None] | None = None,
     ) -> None:
         self.task, self.cfg, self.train, self.valid = task, config, train, valid
         self.comm = comm or Comm()
@@ -82,6 +89,7 @@ class TrainLoop:
         self.on_checkpoint = on_checkpoint or (lambda state, metrics: None)
         self.on_metrics = on_metrics or (lambda metrics, step: None)
         self.on_step = on_step
+        self.on_mid_step = on_mid_step or (lambda step: None)
         named = [(n, p) for n, p in task.model.named_parameters() if p.requires_grad]
         sparse = config.model.sparse
         self.sparse_params = [p for n, p in named if sparse and is_table(n)]
@@ -116,8 +124,9 @@ class TrainLoop:
         for opt, saved in zip(self.optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(saved)
         self.task.load_extra_state(state.get("task", {}))
-        self.state = LoopState(**state["loop"])
+        self.state = LoopState(**copy.deepcopy(state["loop"]))  # never alias the caller's lists
         self.best_model = state.get("best_model")
+        self.state.resumed_at.append(self.state.global_step)
 
     # --- running ---------------------------------------------------------------------------------
     def _step_seed(self, step: int) -> int:
@@ -132,7 +141,7 @@ class TrainLoop:
 
     def step(self, batch: Any) -> Tensor:
         """One training step; returns the detached loss (reading it waits for the device, so the
-        loop reads the losses once per epoch or checkpoint)."""
+        loop never waits for it; the finiteness check does, once per step)."""
         st = self.state
         seed = self._step_seed(st.global_step)
         torch.manual_seed(seed)  # dropout and any other global randomness: (seed, rank, step) too
@@ -145,33 +154,61 @@ class TrainLoop:
                 batch, generator=torch.Generator().manual_seed(seed),
                 reduce=self.comm.all_reduce_sum,
             )
+        self._check_finite(loss)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
         self.comm.average_gradients(self.params, self.sparse_params)
         self.task.after_backward(self.comm.all_reduce_sum)
+        self.on_mid_step(st.global_step)
         for opt in self.optimizers:
             opt.step()
         return loss.detach()
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        """Stop before a non-finite loss reaches the weights (the same decision on every rank).
+
+        Raises:
+            NonFiniteLossError: this step's loss is NaN or infinite on any worker.
+        """
+        bad = torch.tensor([0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0])
+        if float(self.comm.all_reduce_sum(bad.to(loss.device))[0]) == 0.0:
+            return
+        st = self.state
+        last = (
+            f"the last good checkpoint is at step {st.last_checkpoint_step}"
+            if st.last_checkpoint_step >= 0
+            else "no checkpoint was written before it"
+        )
+        raise NonFiniteLossError(
+            f"training stopped: non-finite loss at step {st.global_step} (epoch {st.epoch}; "
+            f"rank {self.comm.rank} saw {float(loss.detach()):g}); {last}; "
+            "lower lr or check the data for extreme values"
+        )
+
+    def _checkpoint(self, metrics: dict[str, float]) -> None:
+        self.state.last_checkpoint_step = self.state.global_step
+        self.on_checkpoint(self.state_dict(), metrics)
 
     def run(self) -> LoopState:
         """Train until ``epochs`` or early stopping; restores the best weights at the end."""
         cfg, st = self.cfg, self.state
         while st.epoch < cfg.epochs and not st.stopped:
             self.train.set_epoch(st.epoch)
-            t0, losses, steps = time.perf_counter(), [], len(self.train)
+            t0, steps = time.perf_counter(), len(self.train)
             for batch in self.train.iter_from(st.step_in_epoch):
-                losses.append(self.step(self._to_device(batch)))
+                # the finiteness check has already read the loss: summing it costs no sync
+                st.epoch_loss_sum += float(self.step(self._to_device(batch)))
                 st.step_in_epoch += 1
                 st.global_step += 1
                 if self.on_step is not None:
                     self.on_step(st, steps)
                 if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
-                    self.on_checkpoint(self.state_dict(), {"train_loss": _mean_loss(losses)})
+                    self._checkpoint({"train_loss": _mean(st)})
             train_time = time.perf_counter() - t0
             metrics = {
                 "epoch": float(st.epoch),
-                "train_loss": _mean_loss(losses),
+                "train_loss": _mean(st),
                 "epoch_seconds": train_time,
                 **self.evaluate(self.valid, "val"),
                 **_visit_share(self.task),
@@ -186,10 +223,10 @@ class TrainLoop:
                 if cfg.patience and st.bad_epochs >= cfg.patience:
                     st.stopped = True
             st.epoch += 1
-            st.step_in_epoch = 0
+            st.step_in_epoch, st.epoch_loss_sum = 0, 0.0
             self.on_metrics(metrics, st.global_step)
             logger.info("epoch %d: %s", st.epoch, _fmt(metrics))
-            self.on_checkpoint(self.state_dict(), metrics)
+            self._checkpoint(metrics)
         if self.best_model is not None:
             self.task.model.load_state_dict(self.best_model)
         return st
@@ -223,12 +260,9 @@ class TrainLoop:
         return out
 
 
-def _mean_loss(losses: list[Tensor]) -> float:
-    return float(torch.stack(losses).float().mean()) if losses else float("nan")
-
-
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs) if xs else float("nan")
+def _mean(st: LoopState) -> float:
+    """The mean train loss of the epoch so far (the same after a resume mid-epoch)."""
+    return st.epoch_loss_sum / st.step_in_epoch if st.step_in_epoch else float("nan")
 
 
 def _fmt(metrics: dict[str, float]) -> str:

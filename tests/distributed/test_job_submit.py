@@ -1,5 +1,6 @@
 """End to end through `ray job submit`: a real local Ray head runs `jobs/pipeline.py --smoke-test`,
-then a 3-trial `jobs/sweep_penalty.py` against the supernet that job trained.
+then a 3-trial `jobs/sweep_penalty.py` against the supernet that job trained; in the slow tier,
+every other job under `jobs/` once in smoke form on the same head.
 
 The module starts its own head with the `ray` CLI (no `ray.init` in the pytest process; free
 ports, dashboard on 127.0.0.1, its own temp dir), submits jobs to it over the dashboard's HTTP
@@ -274,3 +275,44 @@ def test_pipeline_and_sweep_jobs(ray_head, tmp_path):
     assert len(sweeps) == 1 and sweeps[0].info.status == "FINISHED"
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweeps[0].info.run_id]
     assert len(trials) == 3 and all(r.info.status == "FINISHED" for r in trials)
+
+
+SEARCH_SMOKE = ("iterations=3", "archs_per_iter=6", "val_rows=300")
+
+
+@pytest.mark.slow  # seven jobs, each a Ray job with its own driver: several minutes on 2 cores
+@pytest.mark.timeout(1800)
+def test_every_other_job_runs_in_smoke_form(ray_head, tmp_path):
+    """prepare → train_supernet → train → search → retrain → stability → report, each submitted
+    with `ray job submit` on the module's head (pipeline and sweep_penalty: the test above)."""
+
+    def ok(*args: str, out: Path) -> str:
+        status, logs = submit(ray_head, *args, out=out)
+        assert status == "SUCCEEDED", (
+            f"{args[0]} ended {status}; logs:\n{logs[-6000:]}\n{ray_head.log_tail(2000)}"
+        )
+        return logs
+
+    data, sn = tmp_path / "data", tmp_path / "sn"
+    ok("jobs/prepare.py", "--smoke-test", out=data)
+    assert (data / "feature_map.json").is_file()
+    ok("jobs/train_supernet.py", "--data", str(data), "--smoke-test", "--no-tracking", out=sn)
+    assert (sn / "model.pt").is_file()
+    ok("jobs/train.py", "--data", str(data), "--smoke-test", "--uniform", "4", "--no-tracking",
+       out=tmp_path / "one")
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["embedding_params"] > 0
+    ok("jobs/search.py", "--data", str(data), "--supernet", str(sn), "--budget", "0.5",
+       "--no-tracking", *SEARCH_SMOKE, out=tmp_path / "search")
+    sizes = json.loads((tmp_path / "search" / "sizes.json").read_text())
+    assert sizes["cost"] <= sizes["budget"]
+    ok("jobs/retrain.py", "--data", str(data), "--sizes", str(tmp_path / "search" / "sizes.json"),
+       "--seeds", "1", "--no-tracking", "epochs=1", "max_rows=2000", "batch_size=256",
+       "model.hidden=[32]", out=tmp_path / "retrain")
+    assert len(json.loads((tmp_path / "retrain" / "summary.json").read_text())["test_auc"]) == 1
+    ok("jobs/stability.py", "--data", str(data), "--supernet", str(sn), "--budget", "0.5",
+       "--repeats", "2", "--no-tracking", *SEARCH_SMOKE, out=tmp_path / "stability")
+    assert "kendall_tau" in json.loads((tmp_path / "stability" / "stability.json").read_text())
+    ok("jobs/report.py", "--data", str(data), "--quick", "--seeds", "1", "--no-ablations",
+       "--no-retrain", "--methods", "uniform d_base", "--no-tracking", "search.iterations=3",
+       out=tmp_path / "report")
+    assert (tmp_path / "report" / "report.md").is_file()

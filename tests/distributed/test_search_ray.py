@@ -53,14 +53,38 @@ def test_search_selects_within_budget_and_a_killed_actor_recovers(trained, tmp_p
     assert faulty["selection"].arch == clean["selection"].arch
 
 
-def test_killed_search_resumes(trained, tmp_path):
+class _DriverStopped(Exception):
+    pass
+
+
+def test_stopped_search_resumes_where_it_stopped(trained, tmp_path, monkeypatch):
+    """The driver stops right after saving iteration 2 (the SIGKILL version of this check is in
+    test_driver_kill_ray.py, slow tier); --resume continues at iteration 2 and scores exactly
+    what an uninterrupted search scores. --resume with another config is refused."""
+    import adass_ray.stages.search as stage
+
     data, supernet = trained
-    short = SearchConfig(**{**CFG.__dict__, "iterations": 2})
-    search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=short, tracking=OFF)
+    real_info = stage.logger.info
+
+    def stop_at_two(msg, *args, **kw):
+        if msg.startswith("search iteration") and args[0] == 2:
+            raise _DriverStopped
+        real_info(msg, *args, **kw)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(stage.logger, "info", stop_at_two)
+        with pytest.raises(_DriverStopped):
+            search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=CFG,
+                   tracking=OFF)
+    assert not (tmp_path / "s" / "sizes.json").exists()
     with pytest.raises(Exception, match="--resume"):
         search(
             data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=CFG, tracking=OFF
         )
+    longer = SearchConfig(**{**CFG.__dict__, "iterations": 6})
+    with pytest.raises(Exception, match="config.iterations: was 4, now 6"):
+        search(data=data, supernet=supernet, out=tmp_path / "s", budget="0.5", cfg=longer,
+               tracking=OFF, resume=True)
     resumed = search(
         data=data,
         supernet=supernet,
@@ -73,11 +97,9 @@ def test_killed_search_resumes(trained, tmp_path):
     full = search(
         data=data, supernet=supernet, out=tmp_path / "full", budget="0.5", cfg=CFG, tracking=OFF
     )
+    assert resumed["sizes"]["provenance"]["resumed_at_iteration"] == 2
     assert _records(resumed["history"]) == _records(full["history"])
-    assert (
-        json.loads((tmp_path / "s" / "sizes.json").read_text())["cost"]
-        <= resumed["selection"].budget
-    )
+    assert resumed["sizes"]["fields"] == full["sizes"]["fields"]
 
 
 def test_budget_below_the_smallest_architecture(trained, tmp_path):

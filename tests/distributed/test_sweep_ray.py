@@ -89,6 +89,11 @@ def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
             cfg=CFG,
             tracking=track,
         )
+    from adass_ray.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"lams: was \[0\.5, 4\.0\], now \[1\.0\]"):
+        sweep(data=data, supernet=supernet, out=out, lams=(1.0,), budgets=("0.4", "0.8"),
+              cfg=CFG, tracking=track, resume=True)  # --resume of another grid is refused
 
 
 def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
@@ -108,8 +113,7 @@ def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
     assert not (tmp_path / "s" / "tune").exists()
 
 
-@pytest.mark.slow  # about two minutes: a killed driver, a restored sweep and a clean one to compare
-def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
+def _kill_driver_then_restore(trained, tmp_path, *, lams, iterations, at):
     """A driver killed mid-sweep (SIGKILL to its whole process group, its local Ray included):
     ``--resume`` restores the Tuner, the interrupted trial continues from its checkpoint, and the
     results equal an uninterrupted sweep's."""
@@ -120,7 +124,7 @@ def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
     import time
 
     data, supernet = trained
-    cfg = SearchConfig(controllers=1, iterations=10, archs_per_iter=6, val_rows=300)
+    cfg = SearchConfig(controllers=1, iterations=iterations, archs_per_iter=6, val_rows=300)
     marker = tmp_path / "paused"
     out = tmp_path / "killed"
     script = (
@@ -128,12 +132,13 @@ def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
         "from adass_ray.search.agent import SearchConfig; "
         "from adass_ray.tracking import TrackingSpec\n"
         f"sweep(data=Path({str(data)!r}), supernet=Path({str(supernet)!r}), out=Path({str(out)!r}),"
-        f" lams=(0.5, 4.0), budgets=('0.5',), cfg=SearchConfig(**{cfg.__dict__!r}),"
+        f" lams={lams!r}, budgets=('0.5',), cfg=SearchConfig(**{cfg.__dict__!r}),"
         " tracking=TrackingSpec(enabled=False))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["TUNE_GLOBAL_CHECKPOINT_S"] = "0.5"  # the driver saves the experiment state often
-    env["ADASS_RAY_FAULTS"] = json.dumps({"sweep": {"lam": 0.5, "at": 3, "marker": str(marker)}})
+    env["ADASS_RAY_FAULTS"] = json.dumps({"sweep": {"lam": lams[0], "at": at,
+                                                    "marker": str(marker)}})
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
         env=env,
@@ -155,25 +160,10 @@ def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
         proc.wait(timeout=30)
     assert not (out / "sweep.json").exists()
 
-    resumed = sweep(
-        data=data,
-        supernet=supernet,
-        out=out,
-        lams=(0.5, 4.0),
-        budgets=("0.5",),
-        cfg=cfg,
-        tracking=TrackingSpec(enabled=False),
-        resume=True,
-    )
-    clean = sweep(
-        data=data,
-        supernet=supernet,
-        out=tmp_path / "clean",
-        lams=(0.5, 4.0),
-        budgets=("0.5",),
-        cfg=cfg,
-        tracking=TrackingSpec(enabled=False),
-    )
+    common = {"data": data, "supernet": supernet, "lams": lams, "budgets": ("0.5",), "cfg": cfg,
+              "tracking": TrackingSpec(enabled=False)}
+    resumed = sweep(out=out, resume=True, **common)
+    clean = sweep(out=tmp_path / "clean", **common)
 
     def essence(summary):
         return sorted(
@@ -182,5 +172,15 @@ def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
         )
 
     assert essence(resumed) == essence(clean)
-    paused = next(t for t in resumed["trials"] if t["lam"] == 0.5)
-    assert paused["resumed_at"] == 3, "the interrupted trial did not continue from its checkpoint"
+    paused = next(t for t in resumed["trials"] if t["lam"] == lams[0])
+    assert paused["resumed_at"] == at, "the interrupted trial did not continue from its checkpoint"
+
+
+def test_one_trial_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
+    """The short version of the check below, in the default tier: one trial."""
+    _kill_driver_then_restore(trained, tmp_path, lams=(0.5,), iterations=6, at=3)
+
+
+@pytest.mark.slow  # about two minutes: two trials, one of them interrupted
+def test_sweep_restores_after_the_driver_is_killed(trained, tmp_path):
+    _kill_driver_then_restore(trained, tmp_path, lams=(0.5, 4.0), iterations=10, at=3)

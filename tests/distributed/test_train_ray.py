@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from adass_ray.data import synthetic
 from adass_ray.distributed.train import fit
@@ -40,22 +41,37 @@ CFG = TrainConfig(
 )
 
 
-def test_killed_worker_resumes_to_the_same_result(ray_local, data, tmp_path):
+def _weights(out, data):
+    from adass_ray.data.feature_map import FeatureMap
+    from adass_ray.model.checkpoint import load_model
+
+    model, _ = load_model(out, FeatureMap.load(data))
+    return model.state_dict()
+
+
+def test_worker_killed_mid_step_resumes_to_the_same_weights(ray_local, data, tmp_path):
+    """Rank 1 dies in the middle of step 9 (gradients all-reduced, weights not yet updated),
+    between the checkpoints at steps 8 and 12: the group restarts from a checkpoint and ends
+    with exactly the weights of an uninterrupted run."""
     clean = fit(data=data, out=tmp_path / "clean", cfg=CFG, kind="supernet")
     marker = tmp_path / "failed-once"
-    fault = {"train": {"at_step": 9, "marker": str(marker), "rank": 1}}
+    fault = {"train": {"at_step": 9, "marker": str(marker), "rank": 1, "mid_step": True}}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ADASS_RAY_FAULTS", json.dumps(fault))
         faulty = fit(data=data, out=tmp_path / "faulty", cfg=CFG, kind="supernet")
-    assert marker.exists(), "the fault was not injected"
-    assert (tmp_path / "faulty" / "model.pt").is_file()
-    for key in ("test_auc", "test_s16_auc", "test_s4_logloss"):
-        assert faulty.metrics[key] == pytest.approx(clean.metrics[key], abs=1e-6), key
+    assert marker.read_text() == "9", "the fault was not injected mid-step 9"
+    # a checkpoint (not a restart from scratch): the one at step 8, or at step 4 when Ray had
+    # not finished registering step 8's before the group died (reports are asynchronous)
+    assert faulty.metrics["resumed_from_step"] in (4, 8)
+    assert "resumed_from_step" not in clean.metrics
+    a, b = _weights(tmp_path / "clean", data), _weights(tmp_path / "faulty", data)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs from the uninterrupted run"
     h_clean = json.loads((tmp_path / "clean" / "history.json").read_text())
     h_faulty = json.loads((tmp_path / "faulty" / "history.json").read_text())
-    assert [h["val_auc"] for h in h_faulty] == pytest.approx(
-        [h["val_auc"] for h in h_clean], abs=1e-6
-    )
+    assert [h["val_auc"] for h in h_faulty] == [h["val_auc"] for h in h_clean]
+    assert [h["train_loss"] for h in h_faulty] == [h["train_loss"] for h in h_clean]
     # 2 workers × 1 CPU really ran (the run would have hung otherwise) and the CPUs are free again
     assert ray_local.available_resources().get("CPU", 0) == pytest.approx(2.0)
 

@@ -93,4 +93,4 @@ def test_run_dry_run_prints_both_plans_and_trains_nothing(tmp_path, capsys):
     assert main(["run", "--smoke-test", "--out", str(out), "--dry-run", "--no-tracking"]) == 0
     printed = capsys.readouterr().out
     assert "supernet memory per worker" in printed and "fixed memory per worker" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["data"]  # prepared, nothing trained
+    assert sorted(p.name for p in out.iterdir()) == [".adass-ray", "data"]  # prepared only
