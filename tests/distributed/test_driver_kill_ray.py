@@ -55,6 +55,8 @@ def smoke_data(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # ~4-7 min of Ray Train; the default tier keeps the one-trial sweep restore
+# after a driver SIGKILL (test_sweep_ray.py) and the mid-step worker kill (test_train_ray.py)
 def test_train_supernet_driver_killed_mid_run_resumes_exactly(ray_local, smoke_data, tmp_path):
     """--smoke-test: 8 steps, checkpoints at 4 and 8. Rank 0 pauses in the middle of step 6,
     the driver is killed; --resume restores step 4 and ends with the clean run's weights."""
@@ -81,8 +83,8 @@ def test_train_supernet_driver_killed_mid_run_resumes_exactly(ray_local, smoke_d
     assert metrics["test_auc"] == clean["test_auc"]
 
 
-@pytest.mark.slow  # a third driver-kill check (train-supernet and one sweep trial are in the
-# default tier); about as long as the train-supernet one
+@pytest.mark.slow  # like the train-supernet one: minutes of Ray; the one-trial sweep restore is
+# the driver-kill check of the default tier
 def test_search_driver_killed_mid_run_resumes_exactly(trained, tmp_path):
     """Controller 0 pauses after iteration 4 of 8; the driver (which saves the state every
     iteration) is killed; --resume continues at iteration 4 and selects what a clean search

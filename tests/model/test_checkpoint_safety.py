@@ -138,6 +138,8 @@ def test_our_training_loop_state_loads_weights_only(data, tmp_path):
     second = loop()
     second.load_state_dict(load_plain(tmp_path / "state.pt", what="training checkpoint"))
     a, b = first.state_dict(), second.state_dict()
+    # a restore is recorded (resumed_at: the step it continued from); the rest is identical
+    assert b["loop"].pop("resumed_at") == [*a["loop"].pop("resumed_at"), a["loop"]["global_step"]]
     assert a["loop"] == b["loop"]
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
