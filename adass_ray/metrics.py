@@ -327,8 +327,8 @@ def paired_bootstrap_se(labels: np.ndarray, scores: np.ndarray, ref: int, *, rep
         ``[M]`` standard errors (0 for ``ref`` itself; NaN if too few usable replicates).
     """
     n = int(np.asarray(labels).shape[0])
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=reps)
+    rows = np.random.default_rng(seed).integers(0, n, (reps, n))  # each replicate's row draw
+    weights = np.stack([np.bincount(r, minlength=n) for r in rows])
     aucs = np.stack([weighted_auc(labels, row, weights) for row in np.asarray(scores)])  # [M, R]
     diff = aucs[ref][None, :] - aucs
     ok = ~np.isnan(diff).any(axis=0)

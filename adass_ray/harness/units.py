@@ -19,7 +19,7 @@ from adass_ray import configio
 from adass_ray.data.feature_map import FeatureMap
 from adass_ray.data.io import write_json
 from adass_ray.harness.methods import BY_NAME, Job, timed
-from adass_ray.metrics import auc
+from adass_ray.metrics import paired_bootstrap_se
 from adass_ray.model.checkpoint import save_model
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.context import SearchContext, load_context
@@ -177,20 +177,8 @@ def _bootstrap_se(ev: CachedEvaluator, archs: list[tuple[int, ...]], reps: int =
     distinct = list(dict.fromkeys(archs))[:6]
     if len(distinct) < 2:
         return math.nan
-    logits = ev.logits(distinct).numpy()
-    labels = np.asarray(ev.labels)
-    rng = np.random.default_rng(0)
-    n = labels.shape[0]
-    diffs: list[list[float]] = [[] for _ in range(len(distinct) - 1)]
-    for _ in range(reps):
-        idx = rng.integers(0, n, n)
-        y = labels[idx]
-        if y.min() == y.max():
-            continue
-        base = auc(y, logits[0][idx])
-        for j in range(1, len(distinct)):
-            diffs[j - 1].append(auc(y, logits[j][idx]) - base)
-    ses = sorted(float(np.std(d, ddof=1)) for d in diffs if len(d) > 1)
+    se = paired_bootstrap_se(np.asarray(ev.labels), ev.logits(distinct).numpy(), 0, reps=reps)
+    ses = sorted(float(x) for x in se[1:] if not math.isnan(x))
     return ses[len(ses) // 2] if ses else math.nan
 
 
