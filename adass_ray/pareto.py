@@ -209,3 +209,57 @@ def read_pareto_csv(path: str | os.PathLike[str]) -> tuple[list[ParetoPoint], li
                                       key=row["key"], payload=payload))
             on_front.append(row["on_front"] == "1")
     return points, on_front
+
+
+def auto_lams(uniform: Sequence[Mapping[str, float]], budgets: Sequence[int], *,
+              count: int = 5) -> tuple[float, ...]:
+    """A λ grid scaled to the data: 0 plus ``count`` values spread evenly in log scale over the
+    trade-off rates the uniform architectures show.
+
+    λ is AUC per unit of C/B, so its useful range depends on the dataset (how much AUC a size
+    step buys) and on the budget (C/B shrinks as B grows). For every budget, each step between
+    consecutive uniform architectures within it gives a rate ΔQ / Δ(C/B) (steps that lose AUC
+    are skipped); the grid spans half the smallest rate to twice the largest, so its λ fall on
+    either side of every uniform step and the sweep reaches from the costliest architecture
+    that fits down to the cheapest. Values keep two significant digits (readable trial names).
+
+    Args:
+        uniform: ``{"cost", "quality"}`` of each uniform architecture (as
+            :func:`~adass_ray.search.context.uniform_points` gives). budgets: B in parameters.
+        count: how many positive λ (>= 1).
+
+    Returns:
+        The grid, ascending, starting with 0; just ``(0.0,)`` when no uniform step gains AUC
+        (nothing to trade: the caller should say so or give λ itself).
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    rates = []
+    for budget in budgets:
+        pts = sorted((float(p["cost"]) / budget, float(p["quality"])) for p in uniform
+                     if float(p["cost"]) <= budget and math.isfinite(float(p["quality"])))
+        rates += [(q1 - q0) / (c1 - c0) for (c0, q0), (c1, q1) in zip(pts[:-1], pts[1:],
+                                                                        strict=True)
+                  if c1 > c0 and q1 > q0]
+    if not rates:
+        return (0.0,)
+    lo, hi = min(rates) / 2, max(rates) * 2
+    steps = [lo * (hi / lo) ** (i / max(1, count - 1)) for i in range(count)]
+    return (0.0, *sorted({float(f"{x:.2g}") for x in steps}))
+
+
+def uniform_dominance(front: Sequence[ParetoPoint],
+                      uniform: Sequence[Mapping[str, float]]) -> list[dict[str, Any]]:
+    """For each uniform architecture: the cheapest front point at or below its cost with at
+    least its quality (``None`` when the front has none), i.e. whether the front matches or
+    beats the hand-picked size at equal cost."""
+    out = []
+    for u in uniform:
+        cost, q = float(u["cost"]), float(u["quality"])
+        hit = next((p for p in sorted(front, key=lambda p: p.params)
+                    if p.params <= cost and p.auc >= q), None)
+        out.append({"size": u.get("size"), "cost": int(cost), "quality": q,
+                    "covered_by": hit.key if hit else None,
+                    "front_params": hit.params if hit else None,
+                    "front_quality": hit.auc if hit else None})
+    return out

@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 from adass_ray.errors import DataError
 from adass_ray.pareto import (
     ParetoPoint,
+    auto_lams,
     dominates,
     front_mask,
     pareto_front,
     read_pareto_csv,
+    uniform_dominance,
     write_pareto_csv,
 )
 
@@ -123,3 +125,28 @@ def test_csv_atomic_failure_leaves_old_file(tmp_path, monkeypatch):
         write_pareto_csv(path, [P(2, 0.6, "b")], [])
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["f.csv"]
+
+
+UNIFORM = [{"size": 1, "cost": 100, "quality": 0.70}, {"size": 2, "cost": 200, "quality": 0.76},
+           {"size": 4, "cost": 400, "quality": 0.78}, {"size": 8, "cost": 800, "quality": 0.77}]
+
+
+def test_auto_lams_brackets_every_uniform_step():
+    # budget 400: steps 0.25 -> 0.5 of C/B gains 0.06 (rate 0.24), 0.5 -> 1.0 gains 0.02 (0.04);
+    # the losing step to size 8 is outside the budget anyway
+    lams = auto_lams(UNIFORM, [400], count=5)
+    assert lams[0] == 0.0 and list(lams) == sorted(set(lams)) and len(lams) == 6
+    assert lams[1] == pytest.approx(0.02) and lams[-1] == pytest.approx(0.48)
+    assert lams[1] < 0.04 < lams[2] and any(0.04 < x < 0.24 for x in lams) and lams[-1] > 0.24
+    # a larger budget makes C/B smaller, so the same AUC steps are steeper
+    assert auto_lams(UNIFORM, [800], count=5)[-1] > lams[-1]
+    # losing steps give no rate; a flat ladder gives nothing to trade
+    assert auto_lams([{"cost": 1, "quality": 0.7}, {"cost": 2, "quality": 0.6}], [2]) == (0.0,)
+    with pytest.raises(ValueError, match="count"):
+        auto_lams(UNIFORM, [400], count=0)
+
+
+def test_uniform_dominance_finds_the_cheapest_covering_point():
+    front = [P(150, 0.765, "a"), P(350, 0.79, "b")]
+    got = {u["size"]: u["covered_by"] for u in uniform_dominance(front, UNIFORM)}
+    assert got == {1: None, 2: "a", 4: "b", 8: "b"}

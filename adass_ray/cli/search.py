@@ -9,7 +9,8 @@ from adass_ray.cli.common import add_tracking_args, tracking_of
 from adass_ray.errors import AdassError
 from adass_ray.stages import smoke
 
-LAMS = "0,0.002,0.005,0.01,0.02,0.05"
+LAMS = "auto"
+FIXED_LAMS = "0,0.002,0.005,0.01,0.02,0.05"
 
 
 def add_search(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +132,9 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--lams", default=LAMS,
-        help=f"comma-separated λ: AUC traded per unit of cost/budget (default {LAMS})"
+        help="comma-separated λ: AUC traded per unit of cost/budget, e.g. "
+        f"{FIXED_LAMS}; 'auto' (default): 0 and 5 values scaled to this supernet's "
+        "uniform sizes, from the costliest architecture that fits to the cheapest"
     )
     p.add_argument(
         "--budgets",
@@ -176,12 +179,15 @@ def _run_sweep(args: argparse.Namespace) -> int:
         train_overrides = list(smoke.TRAIN)
         if (args.lams, args.budgets) == (LAMS, "0.5,0.8"):  # unless given: 3 trials
             args.lams, args.budgets = smoke.SWEEP_GRID
-    try:
-        lams = tuple(float(x) for x in args.lams.split(",") if x.strip())
-    except ValueError:
-        raise AdassError(
-            f"--lams {args.lams!r}: expected comma-separated numbers, e.g. {LAMS}"
-        ) from None
+    lams: tuple[float, ...] | None = None
+    if args.lams.strip() != "auto":
+        try:
+            lams = tuple(float(x) for x in args.lams.split(",") if x.strip())
+        except ValueError:
+            raise AdassError(
+                f"--lams {args.lams!r}: expected 'auto' or comma-separated numbers, "
+                f"e.g. {FIXED_LAMS}"
+            ) from None
     budgets = tuple(b.strip() for b in args.budgets.split(",") if b.strip())
     cfg = configio.load(SearchConfig, args.config, overrides)
     train_cfg = (
@@ -219,6 +225,12 @@ def _run_sweep(args: argparse.Namespace) -> int:
         r = by_key[key]
         print(f"  {key:<24} {int(r['cost']):>10,} params  AUC {r['quality']:.4f}")
     print(f"winner: {summary['winner']}")
+    grid = ", ".join(f"{x:g}" for x in summary["lams"])
+    print(f"λ grid{' (auto)' if summary['lams_auto'] else ''}: {grid}; Spearman(λ, cost) "
+          + ", ".join(f"{b} B: {r:+.2f}" for b, r in summary["spearman_lam_cost"].items()))
+    missed = [u["size"] for u in summary["uniform_covered"] if u["covered_by"] is None]
+    if missed:
+        print(f"uniform sizes the front does not match at equal cost: {missed}")
     if "winner_retrained" in summary:
         w = summary["winner_retrained"]
         print(

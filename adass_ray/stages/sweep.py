@@ -32,7 +32,7 @@ def sweep(
     data: Path,
     supernet: Path,
     out: Path,
-    lams: tuple[float, ...],
+    lams: tuple[float, ...] | None,
     budgets: tuple[str, ...],
     cfg: SearchConfig,
     resume: bool = False,
@@ -46,21 +46,39 @@ def sweep(
 
     The winner is the trial with the highest supernet AUC (ties: fewer parameters): the top of
     the front. A killed sweep continues with ``resume`` (its parent MLflow run too).
+    ``lams=None`` scales the λ grid to the data (:func:`~adass_ray.pareto.auto_lams` over the
+    uniform architectures' Q_B at these budgets); ``sweep.json`` records the grid used.
     """
     from adass_ray.distributed.runtime import ensure_ray
     from adass_ray.distributed.sweep import run_tune
-    from adass_ray.pareto import ParetoPoint, pareto_front, write_pareto_csv
+    from adass_ray.pareto import (
+        ParetoPoint,
+        auto_lams,
+        pareto_front,
+        uniform_dominance,
+        write_pareto_csv,
+    )
     from adass_ray.plots import pareto_png
     from adass_ray.search.export import write_sizes_json
+    from adass_ray.search.space import Budget
     from adass_ray.stages.train import retrain
 
-    if not lams or not budgets:
+    if (lams is not None and not lams) or not budgets:
         raise ConfigError("a sweep needs at least one λ (--lams) and one budget (--budgets)")
-    if any(lam < 0 for lam in lams):
+    if lams is not None and any(lam < 0 for lam in lams):
         raise ConfigError(f"--lams must be >= 0, got {list(lams)}")
     ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
     ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed)
     fm, space = ctx.fm, ctx.space
+    baselines = uniform_points(ctx)
+    auto = lams is None
+    if lams is None:
+        limits = [Budget.parse(b).resolve(space, d_base=cfg.d_base) for b in budgets]
+        lams = auto_lams(baselines, limits)
+        if len(lams) < 2:
+            raise ConfigError("--lams auto: no uniform size step gains supernet AUC within "
+                              "these budgets, so there is no trade-off to scale λ by; give "
+                              "--lams explicitly (e.g. 0,0.002,0.005,0.01,0.02,0.05)")
     if (out / "tune").exists() and not resume:
         raise AdassError(
             f"{out} already holds a sweep; pass --resume to continue it or choose another --out"
@@ -74,7 +92,6 @@ def sweep(
     record.write(out, want)
     with _parent_run(out, tracking, resume, fm.name, data, supernet, lams, budgets, cfg) as parent:
         trials = tracking.children_of(parent, experiment=fm.name)
-        baselines = uniform_points(ctx)
         records = run_tune(
             ctx=ctx,
             out=out,
@@ -118,9 +135,12 @@ def sweep(
         summary: dict[str, Any] = {
             "trials": records,
             "selections": selections,
+            "lams": list(lams),
+            "lams_auto": auto,
             "spearman_lam_cost": _spearman_by_budget(selections),
             "front": front_keys,
             "uniform": baselines,
+            "uniform_covered": uniform_dominance(front, baselines),
             "winner": winner["key"],
             "supernet": str(supernet),
             "data": str(data),

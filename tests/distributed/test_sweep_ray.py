@@ -63,6 +63,10 @@ def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["winner"] in doc["front"] and {u["size"] for u in doc["uniform"]} >= {16}
+    assert doc["lams"] == [0.5, 4.0] and doc["lams_auto"] is False
+    for u in doc["uniform_covered"]:  # a covering front point is no costlier and no worse
+        assert u["covered_by"] is None or (
+            u["front_params"] <= u["cost"] and u["front_quality"] >= u["quality"])
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("sweep-test")
@@ -111,6 +115,17 @@ def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
             tracking=TrackingSpec(enabled=False),
         )
     assert not (tmp_path / "s" / "tune").exists()
+
+
+def test_sweep_auto_lams_span_the_uniform_steps(trained, tmp_path):
+    data, supernet = trained
+    summary = sweep(data=data, supernet=supernet, out=tmp_path / "auto", lams=None,
+                    budgets=("0.8",), cfg=CFG)
+    lams = summary["lams"]
+    assert summary["lams_auto"] and lams[0] == 0.0 and lams == sorted(set(lams))
+    assert len(lams) >= 3 and {t["lam"] for t in summary["trials"]} == set(lams)
+    chosen = [s["cost"] for s in sorted(summary["selections"], key=lambda s: s["lam"])]
+    assert chosen == sorted(chosen, reverse=True)  # still monotone in λ
 
 
 def _kill_driver_then_restore(trained, tmp_path, *, lams, iterations, at):
