@@ -4,7 +4,7 @@
         --smoke-test --out runs/sweep-smoke
     ray job submit --working-dir . -- python jobs/sweep_penalty.py \
         --data runs/demo/data --supernet runs/demo/supernet --out runs/demo/sweep \
-        --lams 0,0.002,0.005,0.01,0.02,0.05 --budgets 0.5,0.8 \
+        --budgets 0.5,0.8 [--lams 0,0.002,0.005,0.01,0.02,0.05] \
         [--retrain-best 3 --train-config configs/movielens-100k.yaml]
 
 Arguments are those of `adass-ray sweep`; inside a job the script joins the job's cluster.

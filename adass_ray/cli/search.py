@@ -220,10 +220,13 @@ def _run_sweep(args: argparse.Namespace) -> int:
         "embedding params ↓, "
         f"supernet validation AUC ↑):"
     )
-    by_key = {r["key"]: r for r in summary["trials"]}
+    from adass_ray.stages.sweep import TRIAL_PREFIX
+
+    by_key = {f"{TRIAL_PREFIX}{r['key']}": r for r in summary["trials"]}
+    by_key.update({r["key"]: r for r in summary["selections"]})
     for key in summary["front"]:
         r = by_key[key]
-        print(f"  {key:<24} {int(r['cost']):>10,} params  AUC {r['quality']:.4f}")
+        print(f"  {key:<30} {int(r['cost']):>10,} params  AUC {r['quality']:.4f}")
     print(f"winner: {summary['winner']}")
     grid = ", ".join(f"{x:g}" for x in summary["lams"])
     print(f"λ grid{' (auto)' if summary['lams_auto'] else ''}: {grid}; Spearman(λ, cost) "

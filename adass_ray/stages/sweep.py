@@ -25,6 +25,8 @@ from adass_ray.tracking import Tracker, TrackingSpec
 from adass_ray.train.config import TrainConfig
 
 SWEEP_RUN_FILE = "sweep_run.json"
+#: key prefix of a trial's own selection among the front's points (the rest are pooled picks)
+TRIAL_PREFIX = "trial:"
 
 
 def sweep(
@@ -105,6 +107,12 @@ def sweep(
         )
         selections = _pooled_front(ctx, records, lams, cfg.top_k, cfg.tie_se)
         scored = [r for r in selections if not math.isnan(r["quality"])]
+        # the front: every pooled (λ, budget) selection and every trial's own selection (a
+        # search at its λ, scored on the same selection rows), so a point one trial found
+        # between two pooled picks is not lost; pooled points come first (kept on duplicates)
+        own = [{**r, "key": f"{TRIAL_PREFIX}{r['key']}", "source": "trial"} for r in records
+               if not math.isnan(float(r["quality"]))]
+        candidates = [{**r, "source": "pooled"} for r in scored] + own
         points = [
             ParetoPoint(
                 params=int(r["cost"]),
@@ -115,15 +123,16 @@ def sweep(
                     "budget": r["budget"],
                     "budget_params": r["budget_params"],
                     "repaired": bool(r["repaired"]),
+                    "source": r["source"],
                     "sizes": r["sizes"],
                 },
             )
-            for r in scored
+            for r in candidates
         ]
         front = pareto_front(points)
         write_pareto_csv(out / "pareto.csv", points, front)
         front_keys = [p.key for p in front]
-        front_records = [next(r for r in scored if r["key"] == k) for k in front_keys]
+        front_records = [next(r for r in candidates if r["key"] == k) for k in front_keys]
         pareto_png(
             out / "pareto.png",
             trials=scored,

@@ -46,7 +46,11 @@ def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
         assert all(s["cost"] <= s["budget_params"] for s in summary["selections"])
 
     points, on_front = read_pareto_csv(out / "pareto.csv")
-    assert len(points) == 4 and any(on_front)
+    # the 4 pooled (λ, budget) selections and the 4 trials' own selections
+    assert len(points) == 8 and any(on_front)
+    assert sorted(p.payload["source"] for p in points) == ["pooled"] * 4 + ["trial"] * 4
+    assert {p.key for p in points if p.payload["source"] == "trial"} == {
+        f"trial:{t['key']}" for t in trials}
     front = [p for p, on in zip(points, on_front, strict=True) if on]
     # front members are not dominated; every other point is dominated by one of them
     for p in points:
