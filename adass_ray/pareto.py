@@ -234,18 +234,21 @@ def auto_lams(uniform: Sequence[Mapping[str, float]], budgets: Sequence[int], *,
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    rates = []
-    for budget in budgets:
-        pts = sorted((float(p["cost"]) / budget, float(p["quality"])) for p in uniform
-                     if float(p["cost"]) <= budget and math.isfinite(float(p["quality"])))
-        rates += [(q1 - q0) / (c1 - c0) for (c0, q0), (c1, q1) in zip(pts[:-1], pts[1:],
-                                                                        strict=True)
-                  if c1 > c0 and q1 > q0]
+    rates = [r for budget in budgets for r in uniform_rates(uniform, budget)]
     if not rates:
         return (0.0,)
     lo, hi = min(rates) / 2, max(rates) * 2
     steps = [lo * (hi / lo) ** (i / max(1, count - 1)) for i in range(count)]
     return (0.0, *sorted({float(f"{x:.2g}") for x in steps}))
+
+
+def uniform_rates(uniform: Sequence[Mapping[str, float]], budget: int) -> list[float]:
+    """ΔQ / Δ(C/B) of each step between consecutive uniform architectures within ``budget``
+    (cheapest first; steps that do not gain quality are skipped)."""
+    pts = sorted((float(p["cost"]) / budget, float(p["quality"])) for p in uniform
+                 if float(p["cost"]) <= budget and math.isfinite(float(p["quality"])))
+    return [(q1 - q0) / (c1 - c0) for (c0, q0), (c1, q1) in zip(pts[:-1], pts[1:], strict=True)
+            if c1 > c0 and q1 > q0]
 
 
 def uniform_dominance(front: Sequence[ParetoPoint],

@@ -108,7 +108,7 @@ def unit_method(
         return out
     assert score_b is not None and job.evaluator is not None
     chosen = rerank(space, budget, found.history, score_b, top_k=scfg.top_k, extra=found.extra,
-                    tie_se=scfg.tie_se)
+                    tie_se=scfg.tie_se, occam=scfg.occam)
     out.update(
         sizes=list(chosen.sizes),
         arch=list(chosen.arch),

@@ -67,6 +67,9 @@ class SearchConfig:
             most budget wins (0, the default: the best point estimate wins). Off by default:
             at 1 it helped on MovieLens and cost 0.002-0.007 test AUC on the planted synthetic
             data, where the budget it fills goes to fields with no signal (docs/results.md).
+        occam: selection's cost prior in the budget mode: the short list and the pick use
+            Q − λ_o·C/B with λ_o = ``occam`` × the smallest AUC rate of a uniform size step
+            within the budget, on the selection half (0: the best Q_B wins, whatever it costs).
         budget_weight: λ_b of the budget term h(E[C]/B) (start value for ``h="dual"``).
         h: ``abs`` (|x − 1|) or ``dual`` (x − 1 with dual ascent on λ_b, step ``dual_lr``).
         dual_lr: step of the dual ascent on λ_b (``h="dual"`` only).
@@ -93,6 +96,7 @@ class SearchConfig:
     lr_ramp_iters: int = 10
     top_k: int = 16
     tie_se: float = 0.0
+    occam: float = 0.0
     budget_weight: float = 1.0
     h: str = "abs"
     dual_lr: float = 0.1
@@ -110,7 +114,8 @@ class SearchConfig:
             (self.mode in MODES, f"mode {self.mode!r}: expected one of {list(MODES)}"),
             (self.h in H_KINDS, f"h {self.h!r}: expected one of {list(H_KINDS)}"),
             (self.warmup_iters >= 0 and self.lr_ramp_iters >= 0 and self.top_k >= 0
-             and self.tie_se >= 0, "warmup_iters, lr_ramp_iters, top_k and tie_se must be >= 0"),
+             and self.tie_se >= 0 and self.occam >= 0,
+             "warmup_iters, lr_ramp_iters, top_k, tie_se and occam must be >= 0"),
             (self.budget_weight >= 0 and self.dual_lr >= 0 and self.adv_eps > 0
              and math.isfinite(self.budget_weight + self.dual_lr + self.adv_eps),
              "budget_weight and dual_lr must be >= 0 and adv_eps > 0"),

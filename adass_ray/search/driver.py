@@ -192,19 +192,21 @@ def choose(
     top_k: int = 8,
     lam: float = 0.0,
     tie_se: float = 0.0,
+    occam: float = 0.0,
 ) -> Selection:
     """The architecture a search hands on (the hard budget always holds).
 
     With ``score_b`` (the selection half's scorer) the top ``top_k`` of the history by Q_A and
     the controllers' constrained argmaxes are re-ranked by Q_B − λ·C/B (with the noise band
-    ``tie_se`` of :func:`~adass_ray.search.selection.rerank`); without it, the best
+    ``tie_se`` and the budget mode's cost prior ``occam`` of
+    :func:`~adass_ray.search.selection.rerank`); without it, the best
     feasible Q_A wins (the previous rule, for tests and tiny searches).
     """
     history = [(r["arch"], r["quality"]) for r in state.history]
     if score_b is None:
         return select(space, history, budget)
     return rerank(space, budget, history, score_b, top_k=top_k, extra=candidates(state), lam=lam,
-                  tie_se=tie_se)
+                  tie_se=tie_se, occam=occam)
 
 
 def search_local(

@@ -117,7 +117,7 @@ def top_k(space: SearchSpace, history: History, budget: int, k: int, *,
 def rerank(space: SearchSpace, budget: int, history_a: History,
            score_b: ScoreFn | PairedScorer, *, top_k: int = 8,
            extra: Iterable[Sequence[int]] = (), lam: float = 0.0,
-           tie_se: float = 0.0) -> Selection:
+           tie_se: float = 0.0, occam: float = 0.0) -> Selection:
     """Choose among the top-k by Q_A (plus ``extra``) by Q_B − λ·C/B on held-out rows.
 
     When the history has no feasible scored architecture and ``extra`` is empty, the best
@@ -134,6 +134,10 @@ def rerank(space: SearchSpace, budget: int, history_a: History,
         lam: λ >= 0 of the trade-off mode (Q units per unit of C/B); 0 in the budget mode.
         tie_se: the noise band in paired-bootstrap standard errors of Q_B differences (needs a
             :class:`PairedScorer`; 0 or a plain score function: the point estimate decides).
+        occam: in the budget mode (λ = 0) only, select (and short-list) by Q − λ_o·C/B with
+            λ_o = ``occam`` × the smallest AUC rate of a uniform size step within the budget
+            (:func:`occam_lam`): a parameter must buy at least that share of what the least
+            useful uniform step buys, so capacity that Q cannot tell from noise is not bought.
 
     Returns:
         A :class:`Selection` (``quality`` = Q_A where known, ``quality_b`` = Q_B), cost ≤ B.
@@ -142,11 +146,14 @@ def rerank(space: SearchSpace, budget: int, history_a: History,
         ConfigError: no candidate at all (empty history and no extra), a negative ``top_k`` or
             λ, or ``budget < space.min_cost()`` where a repair is needed.
     """
-    if top_k < 0 or not (math.isfinite(lam) and lam >= 0) or not tie_se >= 0:
-        raise ConfigError(f"rerank: top_k={top_k}, lam={lam}, tie_se={tie_se}; "
-                          "need each >= 0")
+    if (top_k < 0 or not (math.isfinite(lam) and lam >= 0) or not tie_se >= 0
+            or not (math.isfinite(occam) and occam >= 0)):
+        raise ConfigError(f"rerank: top_k={top_k}, lam={lam}, tie_se={tie_se}, "
+                          f"occam={occam}; need each >= 0")
     history = [(space.validate(a), q) for a, q in history_a]
     q_a = _best_q(history)
+    if lam == 0 and occam > 0:
+        lam = occam_lam(space, budget, score_b, occam)
     top = top_k_fn(space, history, budget, top_k, lam=lam)
     cands = _with_uniform(space, budget, [*top, *(repair(space, a, budget) for a in extra)])
     repaired_from: Arch | None = None
@@ -201,6 +208,22 @@ def rerank_front(space: SearchSpace, budget: int, history_a: History,
 
 
 top_k_fn = top_k  # rerank's keyword argument shadows the function's name
+
+
+def occam_lam(space: SearchSpace, budget: int, score_b: ScoreFn, share: float) -> float:
+    """λ_o of the budget mode's selection: ``share`` × the smallest ΔQ_B / Δ(C/B) between
+    consecutive uniform architectures within the budget (steps that lose Q_B are skipped; 0
+    when no step gains, i.e. nothing to scale by). Scores at most one architecture per size."""
+    from adass_ray.pareto import uniform_rates
+
+    fits = [(k,) * space.num_fields for k, s in enumerate(space.candidate_sizes)
+            if s > 0 and space.cost((k,) * space.num_fields) <= budget]
+    if share <= 0 or len(fits) < 2:
+        return 0.0
+    points = [{"cost": space.cost(a), "quality": q}
+              for a, q in zip(fits, _score_b(score_b, fits), strict=True)]
+    rates = uniform_rates(points, budget)
+    return share * min(rates) if rates else 0.0
 
 
 def _best_q(history: Iterable[tuple[Arch, float | None]]) -> dict[Arch, float]:

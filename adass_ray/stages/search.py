@@ -105,7 +105,8 @@ def search(
         )
         lam = cfg.lam if cfg.mode == "tradeoff" else 0.0
         chosen = choose(ctx.space, state, limit, score_b=ctx.evaluator_b,
-                        top_k=cfg.top_k, lam=lam, tie_se=cfg.tie_se)
+                        top_k=cfg.top_k, lam=lam, tie_se=cfg.tie_se,
+                        occam=cfg.occam if cfg.mode == "budget" else 0.0)
         provenance = {
             "data": str(data),
             "supernet": str(supernet),
