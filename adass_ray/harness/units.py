@@ -226,7 +226,8 @@ def run_unit(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     digest = _inputs_digest(kind, kwargs)
     if path.is_file():
         stored = dict(json.loads(path.read_text()))
-        made_from = stored.pop(INPUTS_KEY, digest)  # files of older reports carry no digest
+        # files of older reports carry no digest: reused where the file name pins the inputs
+        made_from = stored.pop(INPUTS_KEY, digest if kind in NAMED_BY_INPUTS else None)
         if made_from == digest:
             return stored
         logger.info("%s: its inputs changed since it was run; running it again", path.name)
@@ -236,6 +237,10 @@ def run_unit(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 INPUTS_KEY = "_inputs_sha256"
+#: unit kinds whose file name holds what they compute from (method, budget, seed; sizes, seed):
+#: an older result without a digest is reused. A ``score`` unit is named by its budget only,
+#: while its inputs (every method's selections) change with ``--methods``.
+NAMED_BY_INPUTS = frozenset({"supernet", "method", "retrain"})
 
 
 def _inputs_digest(kind: str, kwargs: dict[str, Any]) -> str:

@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adass_ray.errors import ConfigError
-from adass_ray.search.selection import constrained_argmax, rerank, rerank_front, top_k
+from adass_ray.search.selection import (
+    constrained_argmax,
+    occam_lam,
+    rerank,
+    rerank_front,
+    top_k,
+)
 from adass_ray.search.space import SearchSpace, repair
 
 SPACE = SearchSpace(("user", "item", "zip"), (900, 1700, 800), (0, 2, 4, 8, 16), allow_drop=True)
@@ -207,3 +213,27 @@ def test_rerank_always_weighs_the_largest_uniform_architecture_that_fits() -> No
     # Nothing to compare with: no uniform stand-in for a search that never ran.
     with pytest.raises(ConfigError):
         rerank(SPACE, budget, [], score, top_k=2)
+
+
+def test_occam_prior_prices_capacity_by_the_uniform_steps() -> None:
+    space = SearchSpace(("a", "b"), (100, 100), (1, 2, 4, 8))
+    budget = space.uniform_cost(8)  # 1,600: C/B of the uniform sizes 1/8, 1/4, 1/2, 1
+    uniform = {(0, 0): 0.70, (1, 1): 0.74, (2, 2): 0.76, (3, 3): 0.77}
+    q_b = {**uniform, (3, 0): 0.775, (2, 0): 0.774}
+
+    def score(archs):
+        return [q_b[a] for a in archs]
+
+    # rates: 0.04 / 0.125 = 0.32, 0.02 / 0.25 = 0.08, 0.01 / 0.5 = 0.02 -> λ_o = 0.5 × 0.02
+    assert occam_lam(space, budget, score, 0.5) == pytest.approx(0.01)
+    assert occam_lam(space, budget, score, 0.0) == 0.0
+    assert occam_lam(space, space.uniform_cost(1), score, 0.5) == 0.0  # one size fits: no step
+    hist = [((3, 0), 0.80), ((2, 0), 0.79)]
+    # without the prior the best Q_B wins (0.775 at C/B 0.5625); with it the cheaper one
+    # (0.774 at C/B 0.3125: 0.001 less Q_B for 0.25 less C/B, a rate below λ_o = 0.01)
+    assert rerank(space, budget, hist, score, top_k=2).arch == (3, 0)
+    assert rerank(space, budget, hist, score, top_k=2, occam=0.5).arch == (2, 0)
+    # the uniform candidate stays in the running (uniform-8, 0.77 at C/B 1, loses to both)
+    assert rerank(space, budget, hist, score, top_k=2, occam=0.5).candidates[-1] == (3, 3)
+    with pytest.raises(ConfigError, match="occam"):
+        rerank(space, budget, hist, score, occam=-1.0)
