@@ -26,8 +26,14 @@ def progress_actor() -> Any:
     """The actor the workers and the driver share: rank 0 reports (``put(line)``, ``at(where)``)
     and the driver calls ``take()``; a worker that hits one of our errors records it
     (``fail``), and a worker group Ray restarts after that sees it at ``start`` and returns
-    (see :mod:`adass_ray.distributed.failures`)."""
+    (see :mod:`adass_ray.distributed.failures`).
+
+    It lives on the driver's node, as Ray Train's own controller does: it holds the recorded
+    failure and the attempt count, so it must outlive any worker node of a multi-node cluster
+    (a 0-CPU actor may otherwise land on a node that is then lost).
+    """
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=0)
     class Progress:
@@ -62,7 +68,8 @@ def progress_actor() -> Any:
         def error(self) -> tuple[str, str] | None:
             return self.failure
 
-    return Progress.remote()  # type: ignore[attr-defined]
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return Progress.options(scheduling_strategy=here).remote()  # type: ignore[attr-defined]
 
 
 def step_reporter(
