@@ -142,7 +142,7 @@ def _fit(
             end = offset + group.num_rows
             if end > len(which):
                 raise RowCountMismatch(f"{raw.name}: more rows than the {len(which)} counted")
-            train = which[offset:end] == 0
+            train = np.flatnonzero(which[offset:end] == 0)
             encoded = list(pool.map(_encode, fields, [group[f.name] for f in fields],
                                     [train] * len(fields), [raw.name] * len(fields)))
             names = [name for cols in encoded for name in cols]
@@ -182,7 +182,10 @@ def _groups(raw: RawStream) -> Iterator[pa.Table]:
 def _encode(
     f: _Field, col: pa.ChunkedArray, train: np.ndarray, source: str
 ) -> dict[str, pa.Array]:
-    """Pass-1 encoding of one column of one group (counts go into ``f``)."""
+    """Pass-1 encoding of one column of one group (counts go into ``f``).
+
+    ``train``: the group's train rows, as positions.
+    """
     if f.kind == "categorical":
         if pa.types.is_dictionary(col.type):
             col = pc.cast(col, col.type.value_type)
@@ -193,25 +196,64 @@ def _encode(
         )
     if f.kind == "quantile":
         x = float_numpy(col)
-        f.train_values.append(x[train & ~np.isnan(x)])
+        mask = np.zeros(len(x), dtype=bool)
+        mask[train] = True
+        f.train_values.append(x[mask & ~np.isnan(x)])
         return {f.name: pa.array(x)}  # bucketed in pass 2, once the edges are known
+    if pa.types.is_integer(col.type):  # integers (Criteo): bucket each distinct value once
+        enc, dense = _log2_int(col)
+        return {f.name: _count(f, enc, train), dense_column(f.name): pa.array(dense)}
     # the Criteo rule, as encoding.encode_numeric: x > 2 → floor(ln(x)^2), else floor(x)
-    if pa.types.is_integer(col.type):  # integers (Criteo): no float round trip for the keys
-        missing = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        b = np.array(pc.fill_null(col, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-        x = b.astype(np.float64)
-        big = b > 2
-    else:
-        x = float_numpy(col)
-        missing = np.isnan(x)
-        x[missing] = 0.0
-        big = x > 2
-        b = np.floor(x).astype(np.int64)
-    b[big] = np.floor(np.log(x[big]) ** 2).astype(np.int64)
-    dense = np.log1p(np.abs(x), dtype=np.float32)  # 0 where missing
-    np.copysign(dense, x, out=dense, casting="unsafe")
+    x = float_numpy(col)
+    missing = np.isnan(x)
+    x[missing] = 0.0
+    b = _log2_bucket(x)
     return {f.name: _count(f, _int_encode(b, missing), train),
-            dense_column(f.name): pa.array(dense)}
+            dense_column(f.name): pa.array(_log2_dense(x))}
+
+
+def _log2_bucket(x: np.ndarray) -> np.ndarray:
+    """The Criteo bucket of float64 values (as encoding.encode_numeric): x > 2 → floor(ln(x)^2),
+    else floor(x); int64."""
+    big = x > 2
+    b = np.floor(x).astype(np.int64)
+    b[big] = np.floor(np.log(x[big]) ** 2).astype(np.int64)
+    return b
+
+
+def _log2_dense(x: np.ndarray) -> np.ndarray:
+    """sign(x) * log1p(|x|) of float64 values, as float32 (0 where x is 0)."""
+    dense = np.log1p(np.abs(x), dtype=np.float32)
+    np.copysign(dense, x, out=dense, casting="unsafe")
+    return dense
+
+
+def _log2_int(col: pa.ChunkedArray) -> tuple[pa.DictionaryArray, np.ndarray]:
+    """Bucket codes and dense values of an integer column, computed per distinct value.
+
+    The column is dictionary-encoded (a hash of int64: far cheaper than the float maths per
+    row); bucket and dense value are computed on the dictionary, with exactly the per-value
+    formulas of the row-wise path, and gathered back. Returns the rows' bucket codes (into the
+    sorted distinct buckets, a null last for missing values) and their dense values.
+    """
+    enc = _dictionary_encode(col)
+    keys = enc.dictionary
+    valid = np.asarray(keys.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    raw = np.asarray(pc.fill_null(pc.cast(keys, pa.int64()), 0).to_numpy(zero_copy_only=False),
+                     dtype=np.int64)
+    x = raw.astype(np.float64)  # a missing value counts as 0 (dense 0), as row-wise
+    b = raw.copy()
+    big = raw > 2
+    b[big] = np.floor(np.log(x[big]) ** 2).astype(np.int64)
+    buckets, inverse = np.unique(b[valid], return_inverse=True)
+    bucket_of_key = np.full(len(keys), len(buckets), dtype=np.int32)  # missing: the null slot
+    bucket_of_key[valid] = inverse
+    codes = _codes(enc)
+    null_last = np.zeros(len(buckets) + 1, dtype=bool)
+    null_last[-1] = True
+    dictionary = pa.array(np.append(buckets, 0), mask=null_last)
+    out = pa.DictionaryArray.from_arrays(pa.array(bucket_of_key[codes]), dictionary)
+    return out, _log2_dense(x)[codes]
 
 
 def _int_encode(b: np.ndarray, missing: np.ndarray) -> pa.DictionaryArray:
@@ -243,7 +285,9 @@ def _dictionary_encode(col: pa.ChunkedArray) -> pa.DictionaryArray:
 
 
 def _count(f: _Field, enc: pa.DictionaryArray, train: np.ndarray) -> pa.DictionaryArray:
-    f.counts.add(enc.dictionary, np.bincount(_codes(enc)[train], minlength=len(enc.dictionary)))
+    # a gather by positions is about twice as fast as a boolean mask per column
+    counts = np.bincount(_codes(enc).take(train), minlength=len(enc.dictionary))
+    f.counts.add(enc.dictionary, counts)
     return enc
 
 
