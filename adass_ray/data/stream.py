@@ -54,6 +54,14 @@ from adass_ray.data.prepare import (
     write_shard,
 )
 from adass_ray.data.schema import RawStream
+from adass_ray.data.stream_codes import (
+    codes_of,
+    dictionary_encode,
+    int_encode,
+    log2_bucket,
+    log2_dense,
+    log2_int,
+)
 from adass_ray.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -189,7 +197,7 @@ def _encode(
     if f.kind == "categorical":
         if pa.types.is_dictionary(col.type):
             col = pc.cast(col, col.type.value_type)
-        return {f.name: _count(f, _dictionary_encode(col), train)}
+        return {f.name: _count(f, dictionary_encode(col), train)}
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise DataError(
             f"numeric column {f.name!r} has type {col.type}; it must hold numbers ({source})"
@@ -200,103 +208,22 @@ def _encode(
         mask[train] = True
         f.train_values.append(x[mask & ~np.isnan(x)])
         return {f.name: pa.array(x)}  # bucketed in pass 2, once the edges are known
-    if pa.types.is_integer(col.type):  # integers (Criteo): bucket each distinct value once
-        enc, dense = _log2_int(col)
-        return {f.name: _count(f, enc, train), dense_column(f.name): pa.array(dense)}
     # the Criteo rule, as encoding.encode_numeric: x > 2 → floor(ln(x)^2), else floor(x)
-    x = float_numpy(col)
-    missing = np.isnan(x)
-    x[missing] = 0.0
-    b = _log2_bucket(x)
-    return {f.name: _count(f, _int_encode(b, missing), train),
-            dense_column(f.name): pa.array(_log2_dense(x))}
-
-
-def _log2_bucket(x: np.ndarray) -> np.ndarray:
-    """The Criteo bucket of float64 values (as encoding.encode_numeric): x > 2 → floor(ln(x)^2),
-    else floor(x); int64."""
-    big = x > 2
-    b = np.floor(x).astype(np.int64)
-    b[big] = np.floor(np.log(x[big]) ** 2).astype(np.int64)
-    return b
-
-
-def _log2_dense(x: np.ndarray) -> np.ndarray:
-    """sign(x) * log1p(|x|) of float64 values, as float32 (0 where x is 0)."""
-    dense = np.log1p(np.abs(x), dtype=np.float32)
-    np.copysign(dense, x, out=dense, casting="unsafe")
-    return dense
-
-
-def _log2_int(col: pa.ChunkedArray) -> tuple[pa.DictionaryArray, np.ndarray]:
-    """Bucket codes and dense values of an integer column, computed per distinct value.
-
-    The column is dictionary-encoded (a hash of int64: far cheaper than the float maths per
-    row); bucket and dense value are computed on the dictionary, with exactly the per-value
-    formulas of the row-wise path, and gathered back. Returns the rows' bucket codes (into the
-    sorted distinct buckets, a null last for missing values) and their dense values.
-    """
-    enc = _dictionary_encode(col)
-    keys = enc.dictionary
-    valid = np.asarray(keys.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    raw = np.asarray(pc.fill_null(pc.cast(keys, pa.int64()), 0).to_numpy(zero_copy_only=False),
-                     dtype=np.int64)
-    x = raw.astype(np.float64)  # a missing value counts as 0 (dense 0), as row-wise
-    b = raw.copy()
-    big = raw > 2
-    b[big] = np.floor(np.log(x[big]) ** 2).astype(np.int64)
-    buckets, inverse = np.unique(b[valid], return_inverse=True)
-    bucket_of_key = np.full(len(keys), len(buckets), dtype=np.int32)  # missing: the null slot
-    bucket_of_key[valid] = inverse
-    codes = _codes(enc)
-    null_last = np.zeros(len(buckets) + 1, dtype=bool)
-    null_last[-1] = True
-    dictionary = pa.array(np.append(buckets, 0), mask=null_last)
-    out = pa.DictionaryArray.from_arrays(pa.array(bucket_of_key[codes]), dictionary)
-    return out, _log2_dense(x)[codes]
-
-
-def _int_encode(b: np.ndarray, missing: np.ndarray) -> pa.DictionaryArray:
-    """Dictionary-encode int64 bucket keys; a small range is an offset, not a hash."""
-    present = b[~missing]
-    lo, hi = (int(present.min()), int(present.max())) if present.size else (0, 0)
-    if hi - lo >= 1 << 16:
-        return _dictionary_encode(pa.chunked_array([pa.array(b, mask=missing)]))
-    # missing values get the last dictionary slot, a null (as null_encoding="encode" does)
-    codes = np.where(missing, hi - lo + 1, b - lo).astype(np.int32)
-    keys = np.arange(lo, hi + 2, dtype=np.int64)
-    null_last = np.zeros(len(keys), dtype=bool)
-    null_last[-1] = True
-    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(keys, mask=null_last))
-
-
-def _dictionary_encode(col: pa.ChunkedArray) -> pa.DictionaryArray:
-    """One dictionary for all chunks (pyarrow encodes them with one hash table).
-
-    Nulls are encoded as a dictionary entry, so the indices have no validity bitmap and pass to
-    numpy without a copy; the null entry is never a vocabulary value (ids map it to OOV).
-    """
-    enc = pc.dictionary_encode(col, null_encoding="encode")
-    if enc.num_chunks == 0:
-        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], col.type))
-    dictionary = enc.chunk(enc.num_chunks - 1).dictionary  # the last chunk's holds every value
-    indices = pa.concat_arrays([c.indices for c in enc.chunks])
-    return pa.DictionaryArray.from_arrays(indices, dictionary)
+    if pa.types.is_integer(col.type):  # integers (Criteo): the maths once per distinct value
+        enc, dense = log2_int(col)
+    else:
+        x = float_numpy(col)
+        missing = np.isnan(x)
+        x[missing] = 0.0
+        enc, dense = int_encode(log2_bucket(x), missing), log2_dense(x)
+    return {f.name: _count(f, enc, train), dense_column(f.name): pa.array(dense)}
 
 
 def _count(f: _Field, enc: pa.DictionaryArray, train: np.ndarray) -> pa.DictionaryArray:
     # a gather by positions is about twice as fast as a boolean mask per column
-    counts = np.bincount(_codes(enc).take(train), minlength=len(enc.dictionary))
+    counts = np.bincount(codes_of(enc).take(train), minlength=len(enc.dictionary))
     f.counts.add(enc.dictionary, counts)
     return enc
-
-
-def _codes(enc: pa.DictionaryArray) -> np.ndarray:
-    """Dictionary indices as int32 numpy, -1 for null."""
-    idx = enc.indices
-    if idx.null_count:
-        idx = pc.fill_null(idx, -1)
-    return np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
 def _fix_vocabularies(
@@ -384,7 +311,7 @@ def _ids(f: _Field, batch: pa.RecordBatch) -> dict[str, pa.Array]:
     id_of_code = np.append(
         np.asarray(pc.fill_null(pos, -1).to_numpy(zero_copy_only=False), np.int32) + 1, 0
     ).astype(np.int32)
-    out = {f.name: pa.array(id_of_code[_codes(col)])}
+    out = {f.name: pa.array(id_of_code[codes_of(col)])}
     if f.kind == "log2":
         out[dense_column(f.name)] = batch[dense_column(f.name)]
     return out
