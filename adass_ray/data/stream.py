@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,8 +269,18 @@ def _write(
 ) -> tuple[dict[str, SplitInfo], dict[str, int]]:
     shards = {s: _Shards(tmp, s, config) for s in SPLITS}
     positives = dict.fromkeys(SPLITS, 0)
+
+    def route(table: pa.Table, part: np.ndarray, label: np.ndarray) -> None:
+        for code, split in enumerate(SPLITS):
+            rows = np.flatnonzero(part == code)
+            if len(rows):
+                shards[split].add(table.take(pa.array(rows)))
+                positives[split] += int(label[rows].sum())
+
     offset = 0
-    with pa.memory_map(str(spill)) as source:
+    # one thread routes and writes a batch's rows while the pool maps the next batch to ids
+    with pa.memory_map(str(spill)) as source, ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future[None] | None = None
         for batch in pa.ipc.open_stream(source):
             end = offset + batch.num_rows
             cols = list(pool.map(_ids, fields, [batch] * len(fields)))
@@ -279,15 +289,13 @@ def _write(
             names.append("label")
             arrays.append(batch["label"])
             table = pa.table(arrays, names=names)
-            part = which[offset:end]
-            label = batch["label"].to_numpy()
-            for code, split in enumerate(SPLITS):
-                rows = np.flatnonzero(part == code)
-                if len(rows):
-                    shards[split].add(table.take(pa.array(rows)))
-                    positives[split] += int(label[rows].sum())
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(route, table, which[offset:end], batch["label"].to_numpy())
             offset = end
             bar.update(batch.num_rows)
+        if pending is not None:
+            pending.result()
     # each split's digest: its row numbers, as the in-memory path records them (sorted)
     return {s: dataclasses.replace(shards[s].close(table.schema),
                                    digest=rows_digest(np.flatnonzero(which == code)))
