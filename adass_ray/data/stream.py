@@ -23,10 +23,12 @@ written, and a byte per row for the split.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,10 +104,6 @@ def prepare_stream(
     schema = raw.schema
     if config.split != "random" or schema.multi_valued:
         raise ValueError("prepare_stream handles random splits without multi-valued fields")
-    n = raw.count_rows()
-    if not n:
-        raise RowCountMismatch(f"{raw.name}: no row count before parsing")
-    which = split_of_rows(n, config)
     default_min = default_min_count(raw, config)
     fields = [
         _Field(name=c, min_count=schema.min_count.get(c, default_min),
@@ -113,15 +111,21 @@ def prepare_stream(
         for c in schema.feature_columns
     ]
     t0 = time.perf_counter()
+    groups = _groups(raw)
     with atomic_output_dir(out, overwrite=overwrite) as tmp, \
-            ThreadPoolExecutor(max_workers=workers()) as pool:
+            ThreadPoolExecutor(max_workers=workers()) as pool, contextlib.closing(groups):
+        # the newline count and the split are made while the first segment is parsed
+        counted = pool.submit(_count_and_split, raw, config)
+        first = next(groups, None)
+        n, which = counted.result()
         spill = tmp / ".encoded.arrows"
         with progress.closing(progress.bar(
                 total=n, desc=f"prepare {raw.name}: read", unit="rows", scale=True)) as bar:
-            rows = _fit(raw, fields, which, spill, pool, bar)
+            batches = itertools.chain([] if first is None else [first], groups)
+            rows = _fit(raw, batches, fields, which, spill, pool, bar)
         if rows != n:
             raise RowCountMismatch(f"{raw.name}: {n} lines counted but {rows} rows parsed")
-        specs, vocabs = _fix_vocabularies(fields, config.n_bins)
+        specs, vocabs = _fix_vocabularies(fields, config.n_bins, pool)
         t1 = time.perf_counter()
         with progress.closing(progress.bar(
                 total=n, desc=f"prepare {raw.name}: write", unit="rows", scale=True)) as bar:
@@ -136,15 +140,22 @@ def prepare_stream(
     return FeatureMap.load(out)
 
 
+def _count_and_split(raw: RawStream, config: PrepareConfig) -> tuple[int, np.ndarray]:
+    n = raw.count_rows()
+    if not n:
+        raise RowCountMismatch(f"{raw.name}: no row count before parsing")
+    return n, split_of_rows(n, config)
+
+
 # --- pass 1: encode, count, spill ------------------------------------------------------------
 def _fit(
-    raw: RawStream, fields: list[_Field], which: np.ndarray, spill: Path,
-    pool: ThreadPoolExecutor, bar: progress.Bar,
+    raw: RawStream, groups: Iterator[pa.Table], fields: list[_Field], which: np.ndarray,
+    spill: Path, pool: ThreadPoolExecutor, bar: progress.Bar,
 ) -> int:
     offset = 0
     writer: pa.ipc.RecordBatchStreamWriter | None = None
     try:
-        for group in _groups(raw):
+        for group in groups:
             if offset == 0:
                 raw.schema.check_columns(group.column_names, source=raw.name)
             end = offset + group.num_rows
@@ -169,7 +180,7 @@ def _fit(
     return offset
 
 
-def _groups(raw: RawStream) -> Iterator[pa.Table]:
+def _groups(raw: RawStream) -> Generator[pa.Table, None, None]:
     """The parsed blocks, grouped into tables of about :data:`GROUP_ROWS` rows.
 
     Small blocks parse fastest (they stay in cache); grouping them keeps the per-call overhead
@@ -227,39 +238,40 @@ def _count(f: _Field, enc: pa.DictionaryArray, train: np.ndarray) -> pa.Dictiona
 
 
 def _fix_vocabularies(
-    fields: list[_Field], n_bins: int
+    fields: list[_Field], n_bins: int, pool: ThreadPoolExecutor
 ) -> tuple[list[FieldSpec], dict[str, pa.Table]]:
-    specs: list[FieldSpec] = []
-    vocabs: dict[str, pa.Table] = {}
-    for f in fields:
-        transform: dict[str, Any]
-        if f.kind == "quantile":
-            fit = np.concatenate(f.train_values) if f.train_values else np.empty(0)
-            f.train_values = []
-            if fit.size == 0:
-                raise DataError(f"numeric column {f.name!r} has no values in the train split")
-            f.edges = np.unique(np.quantile(fit, np.linspace(0, 1, n_bins + 1)[1:-1]))
-            f.mean, f.std = float(fit.mean()), float(fit.std()) or 1.0
-            transform = {"type": "quantile", "edges": [float(e) for e in f.edges],
-                         "mean": f.mean, "std": f.std}
-            specs.append(FieldSpec(name=f.name, kind="numeric", vocab_size=len(f.edges) + 2,
-                                   transform=transform))
-            continue
-        table, distinct = f.counts.vocab(f.min_count)
-        f.counts = VocabCounts()
-        f.lookup = table["value"].combine_chunks()
-        vocabs[f.name] = table.set_column(
-            1, "value", pc.cast(table["value"], pa.string())
-        ).combine_chunks()
-        if f.kind == "log2":
-            transform = {"type": "log2", "min_count": f.min_count, "dense": "sign*log1p|x|"}
-            specs.append(FieldSpec(name=f.name, kind="numeric", vocab_size=table.num_rows + 1,
-                                   transform=transform))
-        else:
-            specs.append(FieldSpec(name=f.name, kind="categorical",
-                                   vocab_size=table.num_rows + 1, distinct=distinct,
-                                   transform={"type": "vocab", "min_count": f.min_count}))
-    return specs, vocabs
+    """Each field's spec and vocabulary (fields in parallel threads: merges and sorts release
+    the GIL); fills in the fields' pass-2 state."""
+    fixed = list(pool.map(_fix_field, fields, [n_bins] * len(fields)))
+    vocabs = {f.name: vocab for f, (_, vocab) in zip(fields, fixed, strict=True)
+              if vocab is not None}
+    return [spec for spec, _ in fixed], vocabs
+
+
+def _fix_field(f: _Field, n_bins: int) -> tuple[FieldSpec, pa.Table | None]:
+    transform: dict[str, Any]
+    if f.kind == "quantile":
+        fit = np.concatenate(f.train_values) if f.train_values else np.empty(0)
+        f.train_values = []
+        if fit.size == 0:
+            raise DataError(f"numeric column {f.name!r} has no values in the train split")
+        f.edges = np.unique(np.quantile(fit, np.linspace(0, 1, n_bins + 1)[1:-1]))
+        f.mean, f.std = float(fit.mean()), float(fit.std()) or 1.0
+        transform = {"type": "quantile", "edges": [float(e) for e in f.edges],
+                     "mean": f.mean, "std": f.std}
+        return FieldSpec(name=f.name, kind="numeric", vocab_size=len(f.edges) + 2,
+                         transform=transform), None
+    table, distinct = f.counts.vocab(f.min_count)
+    f.counts = VocabCounts()
+    f.lookup = table["value"].combine_chunks()
+    vocab = table.set_column(1, "value", pc.cast(table["value"], pa.string())).combine_chunks()
+    if f.kind == "log2":
+        transform = {"type": "log2", "min_count": f.min_count, "dense": "sign*log1p|x|"}
+        return FieldSpec(name=f.name, kind="numeric", vocab_size=table.num_rows + 1,
+                         transform=transform), vocab
+    return FieldSpec(name=f.name, kind="categorical", vocab_size=table.num_rows + 1,
+                     distinct=distinct,
+                     transform={"type": "vocab", "min_count": f.min_count}), vocab
 
 
 # --- pass 2: map to ids, route to splits, write shards ---------------------------------------
