@@ -1,10 +1,11 @@
-"""A delimited text file parsed as a stream in bounded memory, multi-threaded, one step ahead.
+"""A delimited text file parsed as a stream in bounded memory, on all cores, ahead of its reader.
 
 ``pyarrow.csv.open_csv`` (a streaming reader) decodes its blocks one after another on one
 core; ``pyarrow.csv.read_csv`` decodes blocks on all cores but holds the whole file. This module
-gets both: the file is cut into *segments* of ``SEGMENT_BLOCKS`` blocks at line ends, each
-segment is parsed by ``read_csv`` (its blocks in parallel), and a background thread reads and
-parses the next segment while the caller works on the current one. Memory: two segments.
+gets both: the file is cut into *segments* of ``SEGMENT_BLOCKS`` blocks at line ends, and
+``PARSERS`` threads parse the next segments (each a single-threaded ``read_csv``: per segment,
+pyarrow's own threading costs about a tenth more CPU) while the caller works on the current one.
+Memory: the current segment and ``PARSERS`` more.
 
 Cutting at line ends is what ``read_csv`` itself does between blocks when values may not hold
 newlines (``ParseOptions.newlines_in_values`` false, as in every reader here), so the rows and
@@ -17,6 +18,7 @@ on its first block.
 from __future__ import annotations
 
 import copy
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -25,8 +27,8 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-# blocks per segment: enough for read_csv to keep every core busy, few enough to stay small
-SEGMENT_BLOCKS = 32
+SEGMENT_BLOCKS = 16  # blocks per segment
+PARSERS = 2  # segments parsed at once, ahead of the caller
 
 
 def iter_segments(
@@ -41,28 +43,32 @@ def iter_segments(
     if parse.newlines_in_values:
         raise ValueError("segments are cut at line ends: values must not hold newlines")
     size = max(read.block_size, 1) * SEGMENT_BLOCKS
-    with path.open("rb") as fh, ThreadPoolExecutor(max_workers=1) as ahead:
+    with path.open("rb") as fh, ThreadPoolExecutor(max_workers=PARSERS) as parsers:
         names = list(read.column_names)
         if not names:
             names = _header(fh.readline(), parse)
         options = pacsv.ReadOptions(column_names=names, block_size=read.block_size,
-                                    encoding=read.encoding, use_threads=True)
+                                    encoding=read.encoding, use_threads=False)
         tail = [b""]  # the part of the last read after its last line end
 
-        def parse_next(conv: pacsv.ConvertOptions) -> pa.Table | None:
-            data = _next_segment(fh, size, tail)
+        def submit(conv: pacsv.ConvertOptions) -> Future[pa.Table] | None:
+            data = _next_segment(fh, size, tail)  # the file is read in order, here
             if data is None:
                 return None
-            return pacsv.read_csv(data, read_options=options, parse_options=parse,
-                                  convert_options=conv)
+            return parsers.submit(pacsv.read_csv, data, read_options=options,
+                                  parse_options=parse, convert_options=conv)
 
-        pending: Future[pa.Table | None] = ahead.submit(parse_next, convert)
+        first = submit(convert)
+        pending: deque[Future[pa.Table]] = deque([] if first is None else [first])
         fixed = None
-        while (table := pending.result()) is not None:
+        while pending:
+            table = pending.popleft().result()
             if fixed is None and table.num_rows:  # later segments get the first one's types
                 fixed = copy.deepcopy(convert)
                 fixed.column_types = {f.name: f.type for f in table.schema}
-            pending = ahead.submit(parse_next, fixed)
+            conv = convert if fixed is None else fixed
+            while len(pending) < PARSERS and (nxt := submit(conv)) is not None:
+                pending.append(nxt)
             yield from table.to_batches()
 
 
