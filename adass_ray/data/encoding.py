@@ -239,10 +239,22 @@ def mapping_hash(transform: Any, vocab: pa.Table | None) -> str:
             if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
                 # lengths then bytes: ["ab", "c"] and ["a", "bc"] must hash apart
                 h.update(np.asarray(pc.utf8_length(col).fill_null(-1), np.int64).tobytes())
-                h.update(b"".join(v.encode() for v in col.fill_null("").to_pylist()))
+                h.update(_utf8_bytes(col.fill_null("")))
             else:
                 h.update(np.asarray(col.to_numpy(zero_copy_only=False), np.int64).tobytes())
     return h.hexdigest()
+
+
+def _utf8_bytes(col: pa.Array) -> bytes:
+    """The values of a string array without nulls, concatenated (its data buffer's used span:
+    no Python string per value)."""
+    if pa.types.is_large_string(col.type):
+        col = col.cast(pa.string())  # fits: vocabularies are far below 2 GiB of text
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset:col.offset + len(col) + 1]
+    data = col.buffers()[2]
+    if data is None or len(col) == 0:
+        return b""
+    return data.slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
 
 
 def rows_digest(rows: np.ndarray) -> str:

@@ -50,3 +50,23 @@ def test_small_unique_is_np_unique():
         want, want_inv = np.unique(b, return_inverse=True)
         got, got_inv = small_unique(b)
         assert np.array_equal(got, want) and np.array_equal(got_inv, want_inv)
+
+
+def test_mapping_hash_reads_the_text_bytes_as_python_would():
+    """The vocabulary hash concatenates the values' UTF-8 bytes straight from the Arrow buffer;
+    the digest is the one of encoding each value in Python (fingerprints do not move)."""
+    import hashlib
+    import json
+
+    from adass_ray.data.encoding import mapping_hash
+
+    values = pa.array(["b", "", "é", "a|c", "x" * 300, "zz"]).slice(1)  # a sliced buffer
+    vocab = pa.table({"id": pa.array(np.arange(1, 6, dtype=np.int32)), "value": values})
+    transform = {"type": "vocab", "min_count": 2}
+    h = hashlib.sha256(json.dumps(transform, sort_keys=True, default=str).encode())
+    h.update(b"id")
+    h.update(np.arange(1, 6, dtype=np.int64).tobytes())
+    h.update(b"value")
+    h.update(np.array([len(v) for v in values.to_pylist()], np.int64).tobytes())
+    h.update(b"".join(v.encode() for v in values.to_pylist()))
+    assert mapping_hash(transform, vocab) == h.hexdigest()
