@@ -46,22 +46,26 @@ def log2_int(col: pa.ChunkedArray) -> tuple[pa.DictionaryArray, np.ndarray]:
     bounds = pc.min_max(arr)
     lo = bounds["min"].as_py() or 0
     hi = bounds["max"].as_py() or 0
-    v = np.asarray(pc.fill_null(arr, lo).to_numpy(zero_copy_only=False), dtype=np.int64)
     span = min(hi - lo + 1, KEY_RANGE)
-    table_x = np.arange(lo, lo + span, dtype=np.int64).astype(np.float64)
-    off = v - lo
-    wide = np.flatnonzero(off >= span)
-    wide_x = v[wide].astype(np.float64)
+    # a missing value reads as lo - 1: offset -1, the tables' last slot (null bucket, dense 0)
+    at_floor = bool(arr.null_count) and lo == np.iinfo(np.int64).min  # no lo - 1: mask instead
+    v = pc.fill_null(arr, lo if at_floor else lo - 1) if arr.null_count else arr
+    values = np.asarray(v.to_numpy(zero_copy_only=False), dtype=np.int64)
+    # compared, not subtracted: a range over 2**63 would wrap
+    wide = np.flatnonzero(values >= lo + span) if span <= hi - lo else np.zeros(0, np.intp)
+    wide_x = values[wide].astype(np.float64)
+    off = values - lo  # wraps only where wide, overwritten next
     off[wide] = 0
+    table_x = np.arange(lo, lo + span, dtype=np.int64).astype(np.float64)
     buckets, inverse = small_unique(np.concatenate([log2_bucket(table_x), log2_bucket(wide_x)]))
-    codes = inverse[:span].astype(np.int32)[off]
+    code_table = np.append(inverse[:span], len(buckets)).astype(np.int32)
+    codes = code_table[off]
     codes[wide] = inverse[span:]
-    dense = log2_dense(table_x)[off]
+    dense = np.append(log2_dense(table_x), np.float32(0.0))[off]
     dense[wide] = log2_dense(wide_x)
-    if arr.null_count:
+    if at_floor:
         missing = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        codes[missing] = len(buckets)
-        dense[missing] = 0.0
+        codes[missing], dense[missing] = len(buckets), 0.0
     null_last = np.zeros(len(buckets) + 1, dtype=bool)
     null_last[-1] = True
     dictionary = pa.array(np.append(buckets, 0), mask=null_last)

@@ -37,6 +37,14 @@ def test_log2_int_matches_row_wise_maths(monkeypatch, key_range):
     assert len(set(enc.dictionary.to_pylist())) == len(enc.dictionary)  # no duplicates
 
 
+def test_log2_int_with_the_smallest_int64_and_missing_values():
+    low = -(2**63)
+    enc, dense = log2_int(pa.chunked_array([pa.array([low, None, 5, None], pa.int64())]))
+    keys, want_dense = _row_wise(np.array([low, 0, 5, 0]), np.array([False, True, False, True]))
+    assert enc.dictionary.take(enc.indices).to_pylist() == [int(keys[0]), None, int(keys[2]), None]
+    assert np.array_equal(dense.view(np.int32), want_dense.view(np.int32))
+
+
 def test_log2_int_all_missing():
     enc, dense = log2_int(pa.chunked_array([pa.array([None, None], pa.int64())]))
     assert enc.dictionary.take(enc.indices).to_pylist() == [None, None]
