@@ -1,24 +1,27 @@
 """Prepare in bounded memory: a :class:`RawStream` → the same dataset :func:`prepare` writes.
 
-The file is parsed once, block by block (pyarrow reads and parses the next block in the
-background while this one is encoded), in two passes over *encoded* data:
+The file is parsed once, in segments parsed ahead on all cores (:mod:`.segments`) while the
+current group of rows is encoded, in two passes over *encoded* data:
 
-1. **fit** — per batch and column (columns in parallel threads): ``dictionary_encode`` the
-   values (categorical text, or the Criteo ``log2`` bucket of a number), count the train rows per
-   dictionary entry with ``bincount``, and fold the counts into a per-field table of
-   (value, train count) merged with ``group_by`` (so memory grows with the number of distinct
-   values, not rows). The encoded batch (int32 codes + the batch's small dictionary, dense
-   values, labels) is spilled to an Arrow IPC stream in the output's temp folder.
+1. **fit** — per group and column (columns in parallel threads): dictionary codes of the values
+   (``dictionary_encode`` of categorical text; the Criteo ``log2`` bucket of an integer through
+   a per-value table, :mod:`.stream_codes`), the group's rows put in split order (train first),
+   train counts per dictionary entry by ``bincount`` of that prefix, folded into a per-field
+   (value, train count) table merged by one ``dictionary_encode`` + weighted ``bincount`` (so
+   memory grows with the number of distinct values, not rows). The encoded group (int32 codes
+   + its small dictionary, dense values, labels) is spilled to an Arrow IPC stream in the
+   output's temp folder.
 2. **map and write** — vocabularies are fixed (descending train count, ties by text, exactly as
-   :func:`adass_ray.data.encoding.vocab_ids`); each spilled batch's dictionary is mapped to ids
-   with ``index_in`` against the vocabulary, its rows are routed to train/valid/test and written
-   as shards of ``rows_per_shard`` rows.
+   :func:`adass_ray.data.encoding.vocab_ids`; fields in parallel); each spilled group's
+   dictionary is mapped to ids with ``index_in`` against the vocabulary, and its split slices
+   are written (by a writer thread, while the next group is mapped) as shards of
+   ``rows_per_shard`` rows.
 
-The random split needs the row count first: it comes from counting newlines (fast); if parsing
-finds a different count (quoted newlines, blank lines), :class:`RowCountMismatch` tells
-:func:`prepare` to fall back to reading the table whole. Memory: one block, the per-field
-(value, count) tables, quantile-bucketed columns' train values, one shard per split being
-written, and a byte per row for the split.
+The random split needs the row count first: it comes from counting newlines (fast, while the
+first segment parses); if parsing finds a different count (quoted newlines, blank lines),
+:class:`RowCountMismatch` tells :func:`prepare` to fall back to reading the table whole.
+Memory: a few segments, the per-field (value, count) tables, quantile-bucketed columns' train
+values, one shard per split being written, and a byte per row for the split.
 """
 
 from __future__ import annotations
@@ -161,13 +164,18 @@ def _fit(
             end = offset + group.num_rows
             if end > len(which):
                 raise RowCountMismatch(f"{raw.name}: more rows than the {len(which)} counted")
-            train = np.flatnonzero(which[offset:end] == 0)
+            # rows go to the spill in split order (train, valid, test; file order within each):
+            # train counts are then a prefix, and pass 2 cuts splits by slicing
+            part = which[offset:end]
+            order = np.argsort(part, kind="stable")
+            n_train = int(np.count_nonzero(part == 0))
             encoded = list(pool.map(_encode, fields, [group[f.name] for f in fields],
-                                    [train] * len(fields), [raw.name] * len(fields)))
+                                    [order] * len(fields), [n_train] * len(fields),
+                                    [raw.name] * len(fields)))
             names = [name for cols in encoded for name in cols]
             arrays = [arr for cols in encoded for arr in cols.values()]
             names.append("label")
-            arrays.append(pa.array(label_values(group, raw.schema, raw.name)))
+            arrays.append(pa.array(label_values(group, raw.schema, raw.name)[order]))
             out = pa.RecordBatch.from_arrays(arrays, names=names)
             if writer is None:
                 writer = pa.ipc.new_stream(str(spill), out.schema)
@@ -199,25 +207,25 @@ def _groups(raw: RawStream) -> Generator[pa.Table, None, None]:
 
 
 def _encode(
-    f: _Field, col: pa.ChunkedArray, train: np.ndarray, source: str
+    f: _Field, col: pa.ChunkedArray, order: np.ndarray, n_train: int, source: str
 ) -> dict[str, pa.Array]:
     """Pass-1 encoding of one column of one group (counts go into ``f``).
 
-    ``train``: the group's train rows, as positions.
+    The output rows are the group's rows taken in ``order``, whose first ``n_train`` are the
+    train rows.
     """
     if f.kind == "categorical":
         if pa.types.is_dictionary(col.type):
             col = pc.cast(col, col.type.value_type)
-        return {f.name: _count(f, dictionary_encode(col), train)}
+        return {f.name: _count(f, dictionary_encode(col), order, n_train)}
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise DataError(
             f"numeric column {f.name!r} has type {col.type}; it must hold numbers ({source})"
         )
     if f.kind == "quantile":
-        x = float_numpy(col)
-        mask = np.zeros(len(x), dtype=bool)
-        mask[train] = True
-        f.train_values.append(x[mask & ~np.isnan(x)])
+        x = float_numpy(col)[order]
+        fit = x[:n_train]
+        f.train_values.append(fit[~np.isnan(fit)])
         return {f.name: pa.array(x)}  # bucketed in pass 2, once the edges are known
     # the Criteo rule, as encoding.encode_numeric: x > 2 → floor(ln(x)^2), else floor(x)
     if pa.types.is_integer(col.type):  # integers (Criteo): the maths once per distinct value
@@ -227,14 +235,16 @@ def _encode(
         missing = np.isnan(x)
         x[missing] = 0.0
         enc, dense = int_encode(log2_bucket(x), missing), log2_dense(x)
-    return {f.name: _count(f, enc, train), dense_column(f.name): pa.array(dense)}
+    return {f.name: _count(f, enc, order, n_train), dense_column(f.name): pa.array(dense[order])}
 
 
-def _count(f: _Field, enc: pa.DictionaryArray, train: np.ndarray) -> pa.DictionaryArray:
-    # a gather by positions is about twice as fast as a boolean mask per column
-    counts = np.bincount(codes_of(enc).take(train), minlength=len(enc.dictionary))
-    f.counts.add(enc.dictionary, counts)
-    return enc
+def _count(
+    f: _Field, enc: pa.DictionaryArray, order: np.ndarray, n_train: int
+) -> pa.DictionaryArray:
+    """``enc``'s rows in ``order``; the first ``n_train`` of them counted into ``f``."""
+    codes = codes_of(enc).take(order)
+    f.counts.add(enc.dictionary, np.bincount(codes[:n_train], minlength=len(enc.dictionary)))
+    return pa.DictionaryArray.from_arrays(pa.array(codes), enc.dictionary)
 
 
 def _fix_vocabularies(
@@ -283,11 +293,12 @@ def _write(
     positives = dict.fromkeys(SPLITS, 0)
 
     def route(table: pa.Table, part: np.ndarray, label: np.ndarray) -> None:
-        for code, split in enumerate(SPLITS):
-            rows = np.flatnonzero(part == code)
-            if len(rows):
-                shards[split].add(table.take(pa.array(rows)))
-                positives[split] += int(label[rows].sum())
+        start = 0  # the spill holds each batch's rows in split order
+        for split, rows in zip(SPLITS, np.bincount(part, minlength=len(SPLITS)), strict=True):
+            if rows:
+                shards[split].add(table.slice(start, rows))
+                positives[split] += int(label[start:start + rows].sum())
+                start += int(rows)
 
     offset = 0
     # one thread routes and writes a batch's rows while the pool maps the next batch to ids
