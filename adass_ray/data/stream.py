@@ -121,7 +121,8 @@ def prepare_stream(
         counted = pool.submit(_count_and_split, raw, config)
         first = next(groups, None)
         n, which = counted.result()
-        spill = tmp / ".encoded.arrows"
+        spill = tmp / ".encoded"  # one Arrow IPC file per group
+        spill.mkdir()
         with progress.closing(progress.bar(
                 total=n, desc=f"prepare {raw.name}: read", unit="rows", scale=True)) as bar:
             batches = itertools.chain([] if first is None else [first], groups)
@@ -133,7 +134,7 @@ def prepare_stream(
         with progress.closing(progress.bar(
                 total=n, desc=f"prepare {raw.name}: write", unit="rows", scale=True)) as bar:
             split_info, positives = _write(tmp, spill, fields, which, config, pool, bar)
-        spill.unlink()
+        spill.rmdir()  # pass 2 removed each group's file once mapped
         pos_rate = {s: positive_rate(positives[s], split_info[s].rows) for s in SPLITS}
         check_classes(raw.name, {s: (split_info[s].rows, positives[s]) for s in SPLITS},
                       config.fractions)
@@ -156,35 +157,29 @@ def _fit(
     spill: Path, pool: ThreadPoolExecutor, bar: progress.Bar,
 ) -> int:
     offset = 0
-    writer: pa.ipc.RecordBatchStreamWriter | None = None
-    try:
-        for group in groups:
-            if offset == 0:
-                raw.schema.check_columns(group.column_names, source=raw.name)
-            end = offset + group.num_rows
-            if end > len(which):
-                raise RowCountMismatch(f"{raw.name}: more rows than the {len(which)} counted")
-            # rows go to the spill in split order (train, valid, test; file order within each):
-            # train counts are then a prefix, and pass 2 cuts splits by slicing
-            part = which[offset:end]
-            order = np.argsort(part, kind="stable")
-            n_train = int(np.count_nonzero(part == 0))
-            encoded = list(pool.map(_encode, fields, [group[f.name] for f in fields],
-                                    [order] * len(fields), [n_train] * len(fields),
-                                    [raw.name] * len(fields)))
-            names = [name for cols in encoded for name in cols]
-            arrays = [arr for cols in encoded for arr in cols.values()]
-            names.append("label")
-            arrays.append(pa.array(label_values(group, raw.schema, raw.name)[order]))
-            out = pa.RecordBatch.from_arrays(arrays, names=names)
-            if writer is None:
-                writer = pa.ipc.new_stream(str(spill), out.schema)
+    for i, group in enumerate(groups):
+        if offset == 0:
+            raw.schema.check_columns(group.column_names, source=raw.name)
+        end = offset + group.num_rows
+        if end > len(which):
+            raise RowCountMismatch(f"{raw.name}: more rows than the {len(which)} counted")
+        # rows go to the spill in split order (train, valid, test; file order within each):
+        # train counts are then a prefix, and pass 2 cuts splits by slicing
+        part = which[offset:end]
+        order = np.argsort(part, kind="stable")
+        n_train = int(np.count_nonzero(part == 0))
+        encoded = list(pool.map(_encode, fields, [group[f.name] for f in fields],
+                                [order] * len(fields), [n_train] * len(fields),
+                                [raw.name] * len(fields)))
+        names = [name for cols in encoded for name in cols]
+        arrays = [arr for cols in encoded for arr in cols.values()]
+        names.append("label")
+        arrays.append(pa.array(label_values(group, raw.schema, raw.name)[order]))
+        out = pa.RecordBatch.from_arrays(arrays, names=names)
+        with pa.ipc.new_stream(str(spill / f"{i:08d}.arrows"), out.schema) as writer:
             writer.write_batch(out)
-            offset = end
-            bar.update(group.num_rows)
-    finally:
-        if writer is not None:
-            writer.close()
+        offset = end
+        bar.update(group.num_rows)
     return offset
 
 
@@ -289,6 +284,7 @@ def _write(
     tmp: Path, spill: Path, fields: list[_Field], which: np.ndarray, config: PrepareConfig,
     pool: ThreadPoolExecutor, bar: progress.Bar,
 ) -> tuple[dict[str, SplitInfo], dict[str, int]]:
+    """Pass 2 over the group files in ``spill`` (removed as they are read)."""
     shards = {s: _Shards(tmp, s, config) for s in SPLITS}
     positives = dict.fromkeys(SPLITS, 0)
 
@@ -301,10 +297,16 @@ def _write(
                 start += int(rows)
 
     offset = 0
-    # one thread routes and writes a batch's rows while the pool maps the next batch to ids
-    with pa.memory_map(str(spill)) as source, ThreadPoolExecutor(max_workers=1) as writer:
+    # one thread routes and writes a batch's rows while the pool maps the next batch to ids.
+    # Each group's file is mapped, unlinked, and unmapped once written: mapped pages count as
+    # the process's memory until unmapped, and a single mapped spill grew with the file
+    with ThreadPoolExecutor(max_workers=1) as writer:
         pending: Future[None] | None = None
-        for batch in pa.ipc.open_stream(source):
+        previous: pa.MemoryMappedFile | None = None
+        for path in sorted(spill.iterdir()):
+            source = pa.memory_map(str(path))
+            path.unlink()
+            batch = pa.ipc.open_stream(source).read_next_batch()
             end = offset + batch.num_rows
             cols = list(pool.map(_ids, fields, [batch] * len(fields)))
             names = [name for c in cols for name in c]
@@ -314,11 +316,15 @@ def _write(
             table = pa.table(arrays, names=names)
             if pending is not None:
                 pending.result()
+            if previous is not None:
+                previous.close()
             pending = writer.submit(route, table, which[offset:end], batch["label"].to_numpy())
-            offset = end
+            previous, offset = source, end
             bar.update(batch.num_rows)
         if pending is not None:
             pending.result()
+        if previous is not None:
+            previous.close()
     # each split's digest: its row numbers, as the in-memory path records them (sorted)
     return {s: dataclasses.replace(shards[s].close(table.schema),
                                    digest=rows_digest(np.flatnonzero(which == code)))
