@@ -173,35 +173,46 @@ def encode_multi(
 class VocabCounts:
     """Train counts per distinct value of one field, merged as batches arrive (streaming prepare).
 
-    Memory follows the number of distinct values: parts are merged with ``group_by`` whenever
-    the unmerged ones outgrow the merged table.
+    Memory follows the number of distinct values: parts are merged whenever the unmerged ones
+    outgrow the merged table. A merge is one ``dictionary_encode`` of the parts' values and a
+    weighted ``bincount`` (no Acero ``group_by`` plan per merge: that cost more than the
+    hashing itself).
     """
 
     MERGE_ROWS: ClassVar[int] = 1 << 18  # merge no more often than this many new entries
 
-    parts: list[pa.Table] = field(default_factory=list)
+    values: list[pa.Array] = field(default_factory=list)
+    counts: list[np.ndarray] = field(default_factory=list)
     merged_rows: int = 0
     pending_rows: int = 0
 
     def add(self, dictionary: pa.Array, counts: np.ndarray) -> None:
         """Add one batch's dictionary and the train count of each of its entries."""
-        self.parts.append(pa.table({"value": dictionary, "count": pa.array(counts)}))
+        self.values.append(dictionary)
+        self.counts.append(np.asarray(counts, dtype=np.int64))
         self.pending_rows += len(dictionary)
         # merge when the unmerged parts outgrow the merged table: amortized linear work
         if self.pending_rows > max(self.merged_rows, self.MERGE_ROWS):
             self._merge()
 
     def _merge(self) -> None:
-        table = pa.concat_tables(self.parts)
-        if len(self.parts) > 1:
-            table = table.group_by("value").aggregate([("count", "sum")])
-            table = table.rename_columns(["value", "count"])
-        self.parts, self.merged_rows, self.pending_rows = [table], table.num_rows, 0
+        if not self.values:
+            self.values, self.counts = [pa.array([], pa.string())], [np.zeros(0, np.int64)]
+        elif len(self.values) > 1:
+            # one hash pass over all parts' values; a value's counts are summed by its code
+            # (float64 sums are exact below 2**53 rows)
+            enc = pc.dictionary_encode(pa.chunked_array(self.values), null_encoding="encode")
+            codes = np.concatenate([np.asarray(c.indices) for c in enc.chunks])
+            total = np.bincount(codes, weights=np.concatenate(self.counts),
+                                minlength=len(enc.chunk(enc.num_chunks - 1).dictionary))
+            self.values = [enc.chunk(enc.num_chunks - 1).dictionary]
+            self.counts = [total.astype(np.int64)]
+        self.merged_rows, self.pending_rows = len(self.values[0]), 0
 
     def vocab(self, min_count: int) -> tuple[pa.Table, int]:
         """(vocabulary table ordered as ids 1..V-1, number of distinct values)."""
         self._merge()
-        table = self.parts[0]
+        table = pa.table({"value": self.values[0], "count": pa.array(self.counts[0])})
         kept = table.filter(pc.and_(pc.greater_equal(table["count"], max(min_count, 1)),
                                     pc.is_valid(table["value"])))
         # descending count, ties by the value's text (as vocab_ids); values are unique
@@ -228,10 +239,22 @@ def mapping_hash(transform: Any, vocab: pa.Table | None) -> str:
             if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
                 # lengths then bytes: ["ab", "c"] and ["a", "bc"] must hash apart
                 h.update(np.asarray(pc.utf8_length(col).fill_null(-1), np.int64).tobytes())
-                h.update(b"".join(v.encode() for v in col.fill_null("").to_pylist()))
+                h.update(_utf8_bytes(col.fill_null("")))
             else:
                 h.update(np.asarray(col.to_numpy(zero_copy_only=False), np.int64).tobytes())
     return h.hexdigest()
+
+
+def _utf8_bytes(col: pa.Array) -> bytes:
+    """The values of a string array without nulls, concatenated (its data buffer's used span:
+    no Python string per value)."""
+    if pa.types.is_large_string(col.type):
+        col = col.cast(pa.string())  # fits: vocabularies are far below 2 GiB of text
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset:col.offset + len(col) + 1]
+    data = col.buffers()[2]
+    if data is None or len(col) == 0:
+        return b""
+    return data.slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
 
 
 def rows_digest(rows: np.ndarray) -> str:

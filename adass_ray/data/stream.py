@@ -1,33 +1,38 @@
 """Prepare in bounded memory: a :class:`RawStream` → the same dataset :func:`prepare` writes.
 
-The file is parsed once, block by block (pyarrow reads and parses the next block in the
-background while this one is encoded), in two passes over *encoded* data:
+The file is parsed once, in segments parsed ahead on all cores (:mod:`.segments`) while the
+current group of rows is encoded, in two passes over *encoded* data:
 
-1. **fit** — per batch and column (columns in parallel threads): ``dictionary_encode`` the
-   values (categorical text, or the Criteo ``log2`` bucket of a number), count the train rows per
-   dictionary entry with ``bincount``, and fold the counts into a per-field table of
-   (value, train count) merged with ``group_by`` (so memory grows with the number of distinct
-   values, not rows). The encoded batch (int32 codes + the batch's small dictionary, dense
-   values, labels) is spilled to an Arrow IPC stream in the output's temp folder.
+1. **fit** — per group and column (columns in parallel threads): dictionary codes of the values
+   (``dictionary_encode`` of categorical text; the Criteo ``log2`` bucket of an integer through
+   a per-value table, :mod:`.stream_codes`), the group's rows put in split order (train first),
+   train counts per dictionary entry by ``bincount`` of that prefix, folded into a per-field
+   (value, train count) table merged by one ``dictionary_encode`` + weighted ``bincount`` (so
+   memory grows with the number of distinct values, not rows). The encoded group (int32 codes
+   + its small dictionary, dense values, labels) is spilled to an Arrow IPC stream in the
+   output's temp folder.
 2. **map and write** — vocabularies are fixed (descending train count, ties by text, exactly as
-   :func:`adass_ray.data.encoding.vocab_ids`); each spilled batch's dictionary is mapped to ids
-   with ``index_in`` against the vocabulary, its rows are routed to train/valid/test and written
-   as shards of ``rows_per_shard`` rows.
+   :func:`adass_ray.data.encoding.vocab_ids`; fields in parallel); each spilled group's
+   dictionary is mapped to ids with ``index_in`` against the vocabulary, and its split slices
+   are written (by a writer thread, while the next group is mapped) as shards of
+   ``rows_per_shard`` rows.
 
-The random split needs the row count first: it comes from counting newlines (fast); if parsing
-finds a different count (quoted newlines, blank lines), :class:`RowCountMismatch` tells
-:func:`prepare` to fall back to reading the table whole. Memory: one block, the per-field
-(value, count) tables, quantile-bucketed columns' train values, one shard per split being
-written, and a byte per row for the split.
+The random split needs the row count first: it comes from counting newlines (fast, while the
+first segment parses); if parsing finds a different count (quoted newlines, blank lines),
+:class:`RowCountMismatch` tells :func:`prepare` to fall back to reading the table whole.
+Memory: a few segments, the per-field (value, count) tables, quantile-bucketed columns' train
+values, one shard per split being written, and a byte per row for the split.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import logging
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +59,14 @@ from adass_ray.data.prepare import (
     write_shard,
 )
 from adass_ray.data.schema import RawStream
+from adass_ray.data.stream_codes import (
+    codes_of,
+    dictionary_encode,
+    int_encode,
+    log2_bucket,
+    log2_dense,
+    log2_int,
+)
 from adass_ray.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -94,10 +107,6 @@ def prepare_stream(
     schema = raw.schema
     if config.split != "random" or schema.multi_valued:
         raise ValueError("prepare_stream handles random splits without multi-valued fields")
-    n = raw.count_rows()
-    if not n:
-        raise RowCountMismatch(f"{raw.name}: no row count before parsing")
-    which = split_of_rows(n, config)
     default_min = default_min_count(raw, config)
     fields = [
         _Field(name=c, min_count=schema.min_count.get(c, default_min),
@@ -105,20 +114,27 @@ def prepare_stream(
         for c in schema.feature_columns
     ]
     t0 = time.perf_counter()
+    groups = _groups(raw)
     with atomic_output_dir(out, overwrite=overwrite) as tmp, \
-            ThreadPoolExecutor(max_workers=workers()) as pool:
-        spill = tmp / ".encoded.arrows"
+            ThreadPoolExecutor(max_workers=workers()) as pool, contextlib.closing(groups):
+        # the newline count and the split are made while the first segment is parsed
+        counted = pool.submit(_count_and_split, raw, config)
+        first = next(groups, None)
+        n, which = counted.result()
+        spill = tmp / ".encoded"  # one Arrow IPC file per group
+        spill.mkdir()
         with progress.closing(progress.bar(
                 total=n, desc=f"prepare {raw.name}: read", unit="rows", scale=True)) as bar:
-            rows = _fit(raw, fields, which, spill, pool, bar)
+            batches = itertools.chain([] if first is None else [first], groups)
+            rows = _fit(raw, batches, fields, which, spill, pool, bar)
         if rows != n:
             raise RowCountMismatch(f"{raw.name}: {n} lines counted but {rows} rows parsed")
-        specs, vocabs = _fix_vocabularies(fields, config.n_bins)
+        specs, vocabs = _fix_vocabularies(fields, config.n_bins, pool)
         t1 = time.perf_counter()
         with progress.closing(progress.bar(
                 total=n, desc=f"prepare {raw.name}: write", unit="rows", scale=True)) as bar:
             split_info, positives = _write(tmp, spill, fields, which, config, pool, bar)
-        spill.unlink()
+        spill.rmdir()  # pass 2 removed each group's file once mapped
         pos_rate = {s: positive_rate(positives[s], split_info[s].rows) for s in SPLITS}
         check_classes(raw.name, {s: (split_info[s].rows, positives[s]) for s in SPLITS},
                       config.fractions)
@@ -128,40 +144,46 @@ def prepare_stream(
     return FeatureMap.load(out)
 
 
+def _count_and_split(raw: RawStream, config: PrepareConfig) -> tuple[int, np.ndarray]:
+    n = raw.count_rows()
+    if not n:
+        raise RowCountMismatch(f"{raw.name}: no row count before parsing")
+    return n, split_of_rows(n, config)
+
+
 # --- pass 1: encode, count, spill ------------------------------------------------------------
 def _fit(
-    raw: RawStream, fields: list[_Field], which: np.ndarray, spill: Path,
-    pool: ThreadPoolExecutor, bar: progress.Bar,
+    raw: RawStream, groups: Iterator[pa.Table], fields: list[_Field], which: np.ndarray,
+    spill: Path, pool: ThreadPoolExecutor, bar: progress.Bar,
 ) -> int:
     offset = 0
-    writer: pa.ipc.RecordBatchStreamWriter | None = None
-    try:
-        for group in _groups(raw):
-            if offset == 0:
-                raw.schema.check_columns(group.column_names, source=raw.name)
-            end = offset + group.num_rows
-            if end > len(which):
-                raise RowCountMismatch(f"{raw.name}: more rows than the {len(which)} counted")
-            train = which[offset:end] == 0
-            encoded = list(pool.map(_encode, fields, [group[f.name] for f in fields],
-                                    [train] * len(fields), [raw.name] * len(fields)))
-            names = [name for cols in encoded for name in cols]
-            arrays = [arr for cols in encoded for arr in cols.values()]
-            names.append("label")
-            arrays.append(pa.array(label_values(group, raw.schema, raw.name)))
-            out = pa.RecordBatch.from_arrays(arrays, names=names)
-            if writer is None:
-                writer = pa.ipc.new_stream(str(spill), out.schema)
+    for i, group in enumerate(groups):
+        if offset == 0:
+            raw.schema.check_columns(group.column_names, source=raw.name)
+        end = offset + group.num_rows
+        if end > len(which):
+            raise RowCountMismatch(f"{raw.name}: more rows than the {len(which)} counted")
+        # rows go to the spill in split order (train, valid, test; file order within each):
+        # train counts are then a prefix, and pass 2 cuts splits by slicing
+        part = which[offset:end]
+        order = np.argsort(part, kind="stable")
+        n_train = int(np.count_nonzero(part == 0))
+        encoded = list(pool.map(_encode, fields, [group[f.name] for f in fields],
+                                [order] * len(fields), [n_train] * len(fields),
+                                [raw.name] * len(fields)))
+        names = [name for cols in encoded for name in cols]
+        arrays = [arr for cols in encoded for arr in cols.values()]
+        names.append("label")
+        arrays.append(pa.array(label_values(group, raw.schema, raw.name)[order]))
+        out = pa.RecordBatch.from_arrays(arrays, names=names)
+        with pa.ipc.new_stream(str(spill / f"{i:08d}.arrows"), out.schema) as writer:
             writer.write_batch(out)
-            offset = end
-            bar.update(group.num_rows)
-    finally:
-        if writer is not None:
-            writer.close()
+        offset = end
+        bar.update(group.num_rows)
     return offset
 
 
-def _groups(raw: RawStream) -> Iterator[pa.Table]:
+def _groups(raw: RawStream) -> Generator[pa.Table, None, None]:
     """The parsed blocks, grouped into tables of about :data:`GROUP_ROWS` rows.
 
     Small blocks parse fastest (they stay in cache); grouping them keeps the per-call overhead
@@ -180,115 +202,81 @@ def _groups(raw: RawStream) -> Iterator[pa.Table]:
 
 
 def _encode(
-    f: _Field, col: pa.ChunkedArray, train: np.ndarray, source: str
+    f: _Field, col: pa.ChunkedArray, order: np.ndarray, n_train: int, source: str
 ) -> dict[str, pa.Array]:
-    """Pass-1 encoding of one column of one group (counts go into ``f``)."""
+    """Pass-1 encoding of one column of one group (counts go into ``f``).
+
+    The output rows are the group's rows taken in ``order``, whose first ``n_train`` are the
+    train rows.
+    """
     if f.kind == "categorical":
         if pa.types.is_dictionary(col.type):
             col = pc.cast(col, col.type.value_type)
-        return {f.name: _count(f, _dictionary_encode(col), train)}
+        return {f.name: _count(f, dictionary_encode(col), order, n_train)}
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise DataError(
             f"numeric column {f.name!r} has type {col.type}; it must hold numbers ({source})"
         )
     if f.kind == "quantile":
-        x = float_numpy(col)
-        f.train_values.append(x[train & ~np.isnan(x)])
+        x = float_numpy(col)[order]
+        fit = x[:n_train]
+        f.train_values.append(fit[~np.isnan(fit)])
         return {f.name: pa.array(x)}  # bucketed in pass 2, once the edges are known
     # the Criteo rule, as encoding.encode_numeric: x > 2 → floor(ln(x)^2), else floor(x)
-    if pa.types.is_integer(col.type):  # integers (Criteo): no float round trip for the keys
-        missing = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        b = np.array(pc.fill_null(col, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-        x = b.astype(np.float64)
-        big = b > 2
+    if pa.types.is_integer(col.type):  # integers (Criteo): the maths once per distinct value
+        enc, dense = log2_int(col)
     else:
         x = float_numpy(col)
         missing = np.isnan(x)
         x[missing] = 0.0
-        big = x > 2
-        b = np.floor(x).astype(np.int64)
-    b[big] = np.floor(np.log(x[big]) ** 2).astype(np.int64)
-    dense = np.log1p(np.abs(x), dtype=np.float32)  # 0 where missing
-    np.copysign(dense, x, out=dense, casting="unsafe")
-    return {f.name: _count(f, _int_encode(b, missing), train),
-            dense_column(f.name): pa.array(dense)}
+        enc, dense = int_encode(log2_bucket(x), missing), log2_dense(x)
+    return {f.name: _count(f, enc, order, n_train), dense_column(f.name): pa.array(dense[order])}
 
 
-def _int_encode(b: np.ndarray, missing: np.ndarray) -> pa.DictionaryArray:
-    """Dictionary-encode int64 bucket keys; a small range is an offset, not a hash."""
-    present = b[~missing]
-    lo, hi = (int(present.min()), int(present.max())) if present.size else (0, 0)
-    if hi - lo >= 1 << 16:
-        return _dictionary_encode(pa.chunked_array([pa.array(b, mask=missing)]))
-    # missing values get the last dictionary slot, a null (as null_encoding="encode" does)
-    codes = np.where(missing, hi - lo + 1, b - lo).astype(np.int32)
-    keys = np.arange(lo, hi + 2, dtype=np.int64)
-    null_last = np.zeros(len(keys), dtype=bool)
-    null_last[-1] = True
-    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(keys, mask=null_last))
-
-
-def _dictionary_encode(col: pa.ChunkedArray) -> pa.DictionaryArray:
-    """One dictionary for all chunks (pyarrow encodes them with one hash table).
-
-    Nulls are encoded as a dictionary entry, so the indices have no validity bitmap and pass to
-    numpy without a copy; the null entry is never a vocabulary value (ids map it to OOV).
-    """
-    enc = pc.dictionary_encode(col, null_encoding="encode")
-    if enc.num_chunks == 0:
-        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], col.type))
-    dictionary = enc.chunk(enc.num_chunks - 1).dictionary  # the last chunk's holds every value
-    indices = pa.concat_arrays([c.indices for c in enc.chunks])
-    return pa.DictionaryArray.from_arrays(indices, dictionary)
-
-
-def _count(f: _Field, enc: pa.DictionaryArray, train: np.ndarray) -> pa.DictionaryArray:
-    f.counts.add(enc.dictionary, np.bincount(_codes(enc)[train], minlength=len(enc.dictionary)))
-    return enc
-
-
-def _codes(enc: pa.DictionaryArray) -> np.ndarray:
-    """Dictionary indices as int32 numpy, -1 for null."""
-    idx = enc.indices
-    if idx.null_count:
-        idx = pc.fill_null(idx, -1)
-    return np.asarray(idx.to_numpy(zero_copy_only=False), dtype=np.int32)
+def _count(
+    f: _Field, enc: pa.DictionaryArray, order: np.ndarray, n_train: int
+) -> pa.DictionaryArray:
+    """``enc``'s rows in ``order``; the first ``n_train`` of them counted into ``f``."""
+    codes = codes_of(enc).take(order)
+    f.counts.add(enc.dictionary, np.bincount(codes[:n_train], minlength=len(enc.dictionary)))
+    return pa.DictionaryArray.from_arrays(pa.array(codes), enc.dictionary)
 
 
 def _fix_vocabularies(
-    fields: list[_Field], n_bins: int
+    fields: list[_Field], n_bins: int, pool: ThreadPoolExecutor
 ) -> tuple[list[FieldSpec], dict[str, pa.Table]]:
-    specs: list[FieldSpec] = []
-    vocabs: dict[str, pa.Table] = {}
-    for f in fields:
-        transform: dict[str, Any]
-        if f.kind == "quantile":
-            fit = np.concatenate(f.train_values) if f.train_values else np.empty(0)
-            f.train_values = []
-            if fit.size == 0:
-                raise DataError(f"numeric column {f.name!r} has no values in the train split")
-            f.edges = np.unique(np.quantile(fit, np.linspace(0, 1, n_bins + 1)[1:-1]))
-            f.mean, f.std = float(fit.mean()), float(fit.std()) or 1.0
-            transform = {"type": "quantile", "edges": [float(e) for e in f.edges],
-                         "mean": f.mean, "std": f.std}
-            specs.append(FieldSpec(name=f.name, kind="numeric", vocab_size=len(f.edges) + 2,
-                                   transform=transform))
-            continue
-        table, distinct = f.counts.vocab(f.min_count)
-        f.counts = VocabCounts()
-        f.lookup = table["value"].combine_chunks()
-        vocabs[f.name] = table.set_column(
-            1, "value", pc.cast(table["value"], pa.string())
-        ).combine_chunks()
-        if f.kind == "log2":
-            transform = {"type": "log2", "min_count": f.min_count, "dense": "sign*log1p|x|"}
-            specs.append(FieldSpec(name=f.name, kind="numeric", vocab_size=table.num_rows + 1,
-                                   transform=transform))
-        else:
-            specs.append(FieldSpec(name=f.name, kind="categorical",
-                                   vocab_size=table.num_rows + 1, distinct=distinct,
-                                   transform={"type": "vocab", "min_count": f.min_count}))
-    return specs, vocabs
+    """Each field's spec and vocabulary (fields in parallel threads: merges and sorts release
+    the GIL); fills in the fields' pass-2 state."""
+    fixed = list(pool.map(_fix_field, fields, [n_bins] * len(fields)))
+    vocabs = {f.name: vocab for f, (_, vocab) in zip(fields, fixed, strict=True)
+              if vocab is not None}
+    return [spec for spec, _ in fixed], vocabs
+
+
+def _fix_field(f: _Field, n_bins: int) -> tuple[FieldSpec, pa.Table | None]:
+    transform: dict[str, Any]
+    if f.kind == "quantile":
+        fit = np.concatenate(f.train_values) if f.train_values else np.empty(0)
+        f.train_values = []
+        if fit.size == 0:
+            raise DataError(f"numeric column {f.name!r} has no values in the train split")
+        f.edges = np.unique(np.quantile(fit, np.linspace(0, 1, n_bins + 1)[1:-1]))
+        f.mean, f.std = float(fit.mean()), float(fit.std()) or 1.0
+        transform = {"type": "quantile", "edges": [float(e) for e in f.edges],
+                     "mean": f.mean, "std": f.std}
+        return FieldSpec(name=f.name, kind="numeric", vocab_size=len(f.edges) + 2,
+                         transform=transform), None
+    table, distinct = f.counts.vocab(f.min_count)
+    f.counts = VocabCounts()
+    f.lookup = table["value"].combine_chunks()
+    vocab = table.set_column(1, "value", pc.cast(table["value"], pa.string())).combine_chunks()
+    if f.kind == "log2":
+        transform = {"type": "log2", "min_count": f.min_count, "dense": "sign*log1p|x|"}
+        return FieldSpec(name=f.name, kind="numeric", vocab_size=table.num_rows + 1,
+                         transform=transform), vocab
+    return FieldSpec(name=f.name, kind="categorical", vocab_size=table.num_rows + 1,
+                     distinct=distinct,
+                     transform={"type": "vocab", "min_count": f.min_count}), vocab
 
 
 # --- pass 2: map to ids, route to splits, write shards ---------------------------------------
@@ -296,11 +284,29 @@ def _write(
     tmp: Path, spill: Path, fields: list[_Field], which: np.ndarray, config: PrepareConfig,
     pool: ThreadPoolExecutor, bar: progress.Bar,
 ) -> tuple[dict[str, SplitInfo], dict[str, int]]:
+    """Pass 2 over the group files in ``spill`` (removed as they are read)."""
     shards = {s: _Shards(tmp, s, config) for s in SPLITS}
     positives = dict.fromkeys(SPLITS, 0)
+
+    def route(table: pa.Table, part: np.ndarray, label: np.ndarray) -> None:
+        start = 0  # the spill holds each batch's rows in split order
+        for split, rows in zip(SPLITS, np.bincount(part, minlength=len(SPLITS)), strict=True):
+            if rows:
+                shards[split].add(table.slice(start, rows))
+                positives[split] += int(label[start:start + rows].sum())
+                start += int(rows)
+
     offset = 0
-    with pa.memory_map(str(spill)) as source:
-        for batch in pa.ipc.open_stream(source):
+    # one thread routes and writes a batch's rows while the pool maps the next batch to ids.
+    # Each group's file is mapped, unlinked, and unmapped once written: mapped pages count as
+    # the process's memory until unmapped, and a single mapped spill grew with the file
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future[None] | None = None
+        previous: pa.MemoryMappedFile | None = None
+        for path in sorted(spill.iterdir()):
+            source = pa.memory_map(str(path))
+            path.unlink()
+            batch = pa.ipc.open_stream(source).read_next_batch()
             end = offset + batch.num_rows
             cols = list(pool.map(_ids, fields, [batch] * len(fields)))
             names = [name for c in cols for name in c]
@@ -308,15 +314,17 @@ def _write(
             names.append("label")
             arrays.append(batch["label"])
             table = pa.table(arrays, names=names)
-            part = which[offset:end]
-            label = batch["label"].to_numpy()
-            for code, split in enumerate(SPLITS):
-                rows = np.flatnonzero(part == code)
-                if len(rows):
-                    shards[split].add(table.take(pa.array(rows)))
-                    positives[split] += int(label[rows].sum())
-            offset = end
+            if pending is not None:
+                pending.result()
+            if previous is not None:
+                previous.close()
+            pending = writer.submit(route, table, which[offset:end], batch["label"].to_numpy())
+            previous, offset = source, end
             bar.update(batch.num_rows)
+        if pending is not None:
+            pending.result()
+        if previous is not None:
+            previous.close()
     # each split's digest: its row numbers, as the in-memory path records them (sorted)
     return {s: dataclasses.replace(shards[s].close(table.schema),
                                    digest=rows_digest(np.flatnonzero(which == code)))
@@ -340,7 +348,7 @@ def _ids(f: _Field, batch: pa.RecordBatch) -> dict[str, pa.Array]:
     id_of_code = np.append(
         np.asarray(pc.fill_null(pos, -1).to_numpy(zero_copy_only=False), np.int32) + 1, 0
     ).astype(np.int32)
-    out = {f.name: pa.array(id_of_code[_codes(col)])}
+    out = {f.name: pa.array(id_of_code[codes_of(col)])}
     if f.kind == "log2":
         out[dense_column(f.name)] = batch[dense_column(f.name)]
     return out
