@@ -221,7 +221,8 @@ def auto_lams(uniform: Sequence[Mapping[str, float]], budgets: Sequence[int], *,
     consecutive uniform architectures within it gives a rate ΔQ / Δ(C/B) (steps that lose AUC
     are skipped); the grid spans half the smallest rate to twice the largest, so its λ fall on
     either side of every uniform step and the sweep reaches from the costliest architecture
-    that fits down to the cheapest. Values keep two significant digits (readable trial names).
+    that fits towards the cheapest. Values keep two significant digits (readable trial names),
+    so fewer than ``count`` remain when two round to the same value.
 
     Args:
         uniform: ``{"cost", "quality"}`` of each uniform architecture (as
@@ -243,12 +244,21 @@ def auto_lams(uniform: Sequence[Mapping[str, float]], budgets: Sequence[int], *,
 
 
 def uniform_rates(uniform: Sequence[Mapping[str, float]], budget: int) -> list[float]:
-    """ΔQ / Δ(C/B) of each step between consecutive uniform architectures within ``budget``
-    (cheapest first; steps that do not gain quality are skipped)."""
+    """ΔQ / Δ(C/B) of each step up the uniform architectures within ``budget``, cheapest first:
+    each architecture that beats the best quality so far gives the rate from that best one
+    (an architecture that does not gain is skipped, and the next gain is measured from the
+    best, not from the dip)."""
     pts = sorted((float(p["cost"]) / budget, float(p["quality"])) for p in uniform
                  if float(p["cost"]) <= budget and math.isfinite(float(p["quality"])))
-    return [(q1 - q0) / (c1 - c0) for (c0, q0), (c1, q1) in zip(pts[:-1], pts[1:], strict=True)
-            if c1 > c0 and q1 > q0]
+    rates: list[float] = []
+    if not pts:
+        return rates
+    best_c, best_q = pts[0]
+    for c, q in pts[1:]:
+        if q > best_q and c > best_c:
+            rates.append((q - best_q) / (c - best_c))
+            best_c, best_q = c, q
+    return rates
 
 
 def uniform_dominance(front: Sequence[ParetoPoint],

@@ -15,6 +15,7 @@ from adass_ray.pareto import (
     pareto_front,
     read_pareto_csv,
     uniform_dominance,
+    uniform_rates,
     write_pareto_csv,
 )
 
@@ -140,6 +141,9 @@ def test_auto_lams_brackets_every_uniform_step():
     assert lams[1] < 0.04 < lams[2] and any(0.04 < x < 0.24 for x in lams) and lams[-1] > 0.24
     # a larger budget makes C/B smaller, so the same AUC steps are steeper
     assert auto_lams(UNIFORM, [800], count=5)[-1] > lams[-1]
+    # after a dip the next gain is measured from the best so far, not from the dip
+    dip = [{"cost": 1, "quality": 0.70}, {"cost": 2, "quality": 0.60}, {"cost": 4, "quality": 0.72}]
+    assert uniform_rates(dip, 4) == [pytest.approx(0.02 / 0.75)]
     # losing steps give no rate; a flat ladder gives nothing to trade
     assert auto_lams([{"cost": 1, "quality": 0.7}, {"cost": 2, "quality": 0.6}], [2]) == (0.0,)
     with pytest.raises(ValueError, match="count"):

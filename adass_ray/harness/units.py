@@ -237,9 +237,11 @@ def run_unit(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 INPUTS_KEY = "_inputs_sha256"
-#: unit kinds whose file name holds what they compute from (method, budget, seed; sizes, seed):
-#: an older result without a digest is reused. A ``score`` unit is named by its budget only,
-#: while its inputs (every method's selections) change with ``--methods``.
+#: unit kinds whose file name pins the varying part of their inputs (method, budget, seed;
+#: sizes, seed): an older result without a digest is reused, trusting that the report's
+#: configs are the same (a changed config re-runs it once the file carries a digest). A
+#: ``score`` unit is named by its budget only, while its inputs (every method's selections)
+#: change with ``--methods``: without a digest it is computed again.
 NAMED_BY_INPUTS = frozenset({"supernet", "method", "retrain"})
 
 

@@ -70,6 +70,7 @@ class SearchConfig:
         occam: selection's cost prior in the budget mode: the short list and the pick use
             Q − λ_o·C/B with λ_o = ``occam`` × the smallest AUC rate of a uniform size step
             within the budget, on the selection half (0: the best Q_B wins, whatever it costs).
+            When it is on (λ_o > 0), ``tie_se``'s noise band, which applies at λ = 0 only, is not.
         budget_weight: λ_b of the budget term h(E[C]/B) (start value for ``h="dual"``).
         h: ``abs`` (|x − 1|) or ``dual`` (x − 1 with dual ascent on λ_b, step ``dual_lr``).
         dual_lr: step of the dual ascent on λ_b (``h="dual"`` only).
@@ -114,7 +115,7 @@ class SearchConfig:
             (self.mode in MODES, f"mode {self.mode!r}: expected one of {list(MODES)}"),
             (self.h in H_KINDS, f"h {self.h!r}: expected one of {list(H_KINDS)}"),
             (self.warmup_iters >= 0 and self.lr_ramp_iters >= 0 and self.top_k >= 0
-             and self.tie_se >= 0 and self.occam >= 0,
+             and self.tie_se >= 0 and self.occam >= 0 and math.isfinite(self.occam),
              "warmup_iters, lr_ramp_iters, top_k, tie_se and occam must be >= 0"),
             (self.budget_weight >= 0 and self.dual_lr >= 0 and self.adv_eps > 0
              and math.isfinite(self.budget_weight + self.dual_lr + self.adv_eps),

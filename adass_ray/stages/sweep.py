@@ -67,13 +67,19 @@ def sweep(
 
     if (lams is not None and not lams) or not budgets:
         raise ConfigError("a sweep needs at least one λ (--lams) and one budget (--budgets)")
-    if lams is not None and any(lam < 0 for lam in lams):
-        raise ConfigError(f"--lams must be >= 0, got {list(lams)}")
+    if lams is not None and (any(not (math.isfinite(lam) and lam >= 0) for lam in lams)
+                             or len(set(lams)) != len(lams)):
+        raise ConfigError(f"--lams must be distinct finite numbers >= 0, got {list(lams)}")
     ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
     ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed)
     fm, space = ctx.fm, ctx.space
     baselines = uniform_points(ctx)
     auto = lams is None
+    recorded = record.read(out) if resume else None
+    if lams is None and recorded and recorded.get("lams"):
+        # a resumed sweep keeps the grid it was started with (a re-scored uniform ladder could
+        # round one λ differently and refuse the resume)
+        lams = tuple(float(x) for x in recorded["lams"])
     if lams is None:
         limits = [Budget.parse(b).resolve(space, d_base=cfg.d_base) for b in budgets]
         lams = auto_lams(baselines, limits)
@@ -140,7 +146,8 @@ def sweep(
             baselines=baselines,
             title=f"{fm.name}: {len(scored)} sweep trials, {len(front)} on the front",
         )
-        winner = max(scored, key=lambda r: (r["quality"], -r["cost"]))
+        # the top of the front: pooled picks and the trials' own (pooled first on a tie)
+        winner = max(candidates, key=lambda r: (r["quality"], -r["cost"]))
         summary: dict[str, Any] = {
             "trials": records,
             "selections": selections,
