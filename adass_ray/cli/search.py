@@ -231,7 +231,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     print(f"winner: {summary['winner']}")
     grid = ", ".join(f"{x:g}" for x in summary["lams"])
     print(f"λ grid{' (auto)' if summary['lams_auto'] else ''}: {grid}; Spearman(λ, cost) "
-          + ", ".join(f"{b} B: {r:+.2f}" for b, r in summary["spearman_lam_cost"].items()))
+          + ", ".join(f"{b} B: {r:+.2f}" if math.isfinite(r) else f"{b} B: n/a (constant)"
+                      for b, r in summary["spearman_lam_cost"].items()))
     reach = max(int(r["budget_params"]) for r in summary["selections"])
     missed = [u["size"] for u in summary["uniform_covered"] if u["covered_by"] is None
               and u["cost"] <= reach and math.isfinite(u["quality"])]
