@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from adass_ray.errors import ConfigError
 from adass_ray.pareto import ParetoPoint, dominates, read_pareto_csv
 from adass_ray.search.agent import SearchConfig
 from adass_ray.stages.sweep import sweep
@@ -121,8 +122,23 @@ def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
     assert not (tmp_path / "s" / "tune").exists()
 
 
-def test_sweep_auto_lams_span_the_uniform_steps(trained, tmp_path):
+def test_sweep_auto_lams_span_the_uniform_steps(trained, tmp_path, monkeypatch):
+    import adass_ray.stages.sweep as stage
+
     data, supernet = trained
+    real = stage.uniform_points
+
+    def ladder(quality):  # the real uniform costs, with qualities the test controls (a
+        # one-epoch supernet's ladder is noise)
+        def points(ctx):
+            return [{**p, "quality": quality(i)} for i, p in enumerate(real(ctx))]
+        return points
+
+    monkeypatch.setattr(stage, "uniform_points", ladder(lambda i: 0.8 - 0.01 * i))
+    with pytest.raises(ConfigError, match="no uniform size step gains"):
+        sweep(data=data, supernet=supernet, out=tmp_path / "flat", lams=None,
+              budgets=("0.8",), cfg=CFG)
+    monkeypatch.setattr(stage, "uniform_points", ladder(lambda i: 0.6 + 0.02 * i))
     summary = sweep(data=data, supernet=supernet, out=tmp_path / "auto", lams=None,
                     budgets=("0.8",), cfg=CFG)
     lams = summary["lams"]
