@@ -122,23 +122,32 @@ def test_sweep_refuses_a_budget_below_the_minimum(trained, tmp_path):
     assert not (tmp_path / "s" / "tune").exists()
 
 
-def test_sweep_auto_lams_span_the_uniform_steps(trained, tmp_path, monkeypatch):
+def _ladder(monkeypatch, quality):
+    """The real uniform costs, with qualities the test controls (a one-epoch supernet's ladder
+    is noise)."""
     import adass_ray.stages.sweep as stage
 
-    data, supernet = trained
     real = stage.uniform_points
 
-    def ladder(quality):  # the real uniform costs, with qualities the test controls (a
-        # one-epoch supernet's ladder is noise)
-        def points(ctx):
-            return [{**p, "quality": quality(i)} for i, p in enumerate(real(ctx))]
-        return points
+    def points(ctx):
+        return [{**p, "quality": quality(i)} for i, p in enumerate(real(ctx))]
 
-    monkeypatch.setattr(stage, "uniform_points", ladder(lambda i: 0.8 - 0.01 * i))
+    monkeypatch.setattr(stage, "uniform_points", points)
+
+
+def test_sweep_auto_lams_refuses_a_ladder_without_a_gain(trained, tmp_path, monkeypatch):
+    data, supernet = trained
+    _ladder(monkeypatch, lambda i: 0.8 - 0.01 * i)
     with pytest.raises(ConfigError, match="no uniform size step gains"):
         sweep(data=data, supernet=supernet, out=tmp_path / "flat", lams=None,
               budgets=("0.8",), cfg=CFG)
-    monkeypatch.setattr(stage, "uniform_points", ladder(lambda i: 0.6 + 0.02 * i))
+    assert not (tmp_path / "flat").exists()  # refused before anything was written
+
+
+@pytest.mark.slow  # six Tune trials (~1.5 min on 2 cores); auto_lams itself is unit-tested
+def test_sweep_auto_lams_span_the_uniform_steps(trained, tmp_path, monkeypatch):
+    data, supernet = trained
+    _ladder(monkeypatch, lambda i: 0.6 + 0.02 * i)
     summary = sweep(data=data, supernet=supernet, out=tmp_path / "auto", lams=None,
                     budgets=("0.8",), cfg=CFG)
     lams = summary["lams"]
