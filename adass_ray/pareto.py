@@ -266,11 +266,11 @@ def uniform_dominance(front: Sequence[ParetoPoint],
     """For each uniform architecture: the cheapest front point at or below its cost with at
     least its quality (``None`` when the front has none), i.e. whether the front matches or
     beats the hand-picked size at equal cost."""
+    cheapest_first = sorted(front, key=lambda p: p.params)
     out = []
     for u in uniform:
         cost, q = float(u["cost"]), float(u["quality"])
-        hit = next((p for p in sorted(front, key=lambda p: p.params)
-                    if p.params <= cost and p.auc >= q), None)
+        hit = next((p for p in cheapest_first if p.params <= cost and p.auc >= q), None)
         out.append({"size": u.get("size"), "cost": int(cost), "quality": q,
                     "covered_by": hit.key if hit else None,
                     "front_params": hit.params if hit else None,

@@ -193,11 +193,7 @@ def saliency_sizes(
 def panel(space: SearchSpace, n: int, seed: int) -> list[Arch]:
     """A fixed panel of ``n`` architectures for ranking consistency: every uniform architecture
     plus seeded random ones (distinct), spanning small to large costs."""
-    archs: dict[Arch, None] = {
-        (k,) * space.num_fields: None
-        for k in range(space.num_candidates)
-        if space.candidate_sizes[k] > 0
-    }
+    archs: dict[Arch, None] = dict.fromkeys(space.uniform_archs())
     rng = np.random.default_rng([seed, 17])
     while len(archs) < n:
         archs.setdefault(space.random_arch(rng), None)

@@ -83,9 +83,7 @@ def uniform_points(ctx: SearchContext) -> list[dict[str, Any]]:
     """Q_B and cost of every uniform architecture (each field at one candidate size)."""
     space = ctx.space
     evaluator = ctx.evaluator_b
-    archs = [
-        (k,) * space.num_fields for k in range(space.num_candidates) if space.candidate_sizes[k] > 0
-    ]
+    archs = space.uniform_archs()
     return [
         {"size": space.candidate_sizes[a[0]], "cost": space.cost(a), "quality": q}
         for a, q in zip(archs, evaluator.evaluate(archs), strict=True)

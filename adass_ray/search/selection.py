@@ -216,8 +216,7 @@ def occam_lam(space: SearchSpace, budget: int, score_b: ScoreFn, share: float) -
     when no step gains, i.e. nothing to scale by). Scores at most one architecture per size."""
     from adass_ray.pareto import uniform_rates
 
-    fits = [(k,) * space.num_fields for k, s in enumerate(space.candidate_sizes)
-            if s > 0 and space.cost((k,) * space.num_fields) <= budget]
+    fits = space.uniform_archs(budget)
     if share <= 0 or len(fits) < 2:
         return 0.0
     points = [{"cost": space.cost(a), "quality": q}
@@ -298,9 +297,7 @@ def _with_uniform(space: SearchSpace, budget: int, cands: list[Arch]) -> list[Ar
     within the budget; nothing is added to an empty list (there was no search to compare)."""
     if not cands:
         return []
-    fits = [(k,) * space.num_fields for k, s in enumerate(space.candidate_sizes)
-            if s > 0 and space.cost((k,) * space.num_fields) <= budget]
-    return _dedupe([*cands, *fits[-1:]])
+    return _dedupe([*cands, *space.uniform_archs(budget)[-1:]])
 
 
 def _dedupe(archs: Iterable[Arch]) -> list[Arch]:

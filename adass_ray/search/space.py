@@ -125,6 +125,12 @@ class SearchSpace:
         """Cost of every field at ``size`` (need not be a candidate: the baseline's d_base)."""
         return int(size) * sum(self.vocab_sizes)
 
+    def uniform_archs(self, budget: int | None = None) -> list[Arch]:
+        """Every uniform architecture (all fields at one positive candidate size), cheapest
+        first; only those costing at most ``budget`` when it is given."""
+        archs = [(k,) * self.num_fields for k, s in enumerate(self.candidate_sizes) if s > 0]
+        return [a for a in archs if budget is None or self.cost(a) <= budget]
+
     def random_arch(self, rng: np.random.Generator) -> Arch:
         """A uniformly random architecture drawn from ``rng``."""
         return tuple(int(i) for i in rng.integers(0, self.num_candidates, size=self.num_fields))

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.distributed.procs import our_pids
+
 pytestmark = [pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,22 +92,6 @@ def _get_json(url: str, timeout: float = 5.0) -> dict:
         return json.loads(resp.read())
 
 
-def _our_pids(temp_dir: Path) -> list[int]:
-    """Processes of this head (their command line or working dir is under its temp dir)."""
-    me, found = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if str(temp_dir) in cmd or cwd.startswith(str(temp_dir)):
-            found.append(int(entry.name))
-    return found
-
-
 def _stop(head: Head) -> None:
     """SIGTERM the head, SIGKILL its process group after 15 s, then any process left under its
     temp dir.
@@ -124,7 +110,7 @@ def _stop(head: Head) -> None:
         head.proc.wait(timeout=10)
     # job drivers run in their own sessions and fate-share with their supervisor within ~1 s
     deadline = time.monotonic() + 10
-    while (left := _our_pids(head.temp_dir)) and time.monotonic() < deadline:
+    while (left := our_pids(head.temp_dir)) and time.monotonic() < deadline:
         time.sleep(0.5)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):

@@ -45,6 +45,8 @@ from typing import Any
 
 import pytest
 
+from tests.distributed.procs import our_pids
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,22 +98,6 @@ def _node_ports() -> dict[str, Any]:
                 metrics_export_port=export, object_store_memory=NODE_STORE)
 
 
-def _our_pids(base: Path) -> list[int]:
-    """Processes of this cluster: their command line or working dir is under ``base``."""
-    me, found = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if str(base) in cmd or cwd.startswith(str(base)):
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.fixture(scope="module")
 def sim():
     from ray.cluster_utils import Cluster
@@ -154,7 +140,7 @@ def sim():
             if cluster is not None:
                 cluster.shutdown()
             deadline = time.monotonic() + 10
-            while (left := _our_pids(base)) and time.monotonic() < deadline:
+            while (left := our_pids(base)) and time.monotonic() < deadline:
                 time.sleep(0.5)
             for pid in left:
                 with contextlib.suppress(ProcessLookupError):
