@@ -114,6 +114,12 @@ def _floor(ev: CachedEvaluator, archs: list[tuple[int, ...]]) -> Callable[[], No
     return replay
 
 
+def _cache_mb(ev: CachedEvaluator) -> float:
+    """Megabytes of the evaluator's caches (candidate vectors, folded first-layer terms)."""
+    parts = [t for t in (ev.unified, ev.folded) if t is not None]
+    return sum(t.numel() * t.element_size() for t in parts) / 2**20
+
+
 def _per_arch(fn: Callable[[], object], n: int) -> float:
     t0 = time.perf_counter()
     fn()
@@ -168,8 +174,8 @@ def p2(quick: bool) -> float:
         print(f"{name} (DNN {hidden}, {len(cards)} fields): naive {naive * 1e3:.2f} ms, cached "
               f"{cached * 1e3:.2f} ms ({1 / cached:,.0f} archs/s), floor {floor * 1e3:.2f} ms "
               f"per architecture -> ratio {naive / cached:.1f}x naive, {cached / floor:.2f}x "
-              f"floor; ceiling naive / floor {naive / floor:.1f}x; cache build {build:.2f} s; "
-              f"max |dAUC| vs naive {diff:.1e}")
+              f"floor; ceiling naive / floor {naive / floor:.1f}x; cache build {build:.2f} s, "
+              f"{_cache_mb(ev):.0f} MB; max |dAUC| vs naive {diff:.1e}")
     fm, batch = data["flights"]
     print(f"every backbone, flights shape, tower (256, 128) (target: cached <= {FLOOR_TARGET} "
           "x floor):")

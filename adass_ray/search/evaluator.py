@@ -4,8 +4,9 @@ Q(alpha) is the exact AUC of the supernet run with alpha on a fixed validation s
 same rows for every alpha, so scores are comparable). :class:`CachedEvaluator` computes every
 candidate's unified output for those rows once (``[N, F, K, d]``). Where the backbone's first
 layer is a sum of per-field terms (DNN, FM, DeepFM, DCN, DCNv2's deep tower; see
-:mod:`adass_ray.model.folding`) it also stores each candidate's term of that layer per row
-(``[N, F, K, C]``), so an architecture's first layer is one ``embedding_bag`` sum over the fields
+:mod:`adass_ray.model.folding`) it also stores each candidate's term of that layer, once per
+distinct value of each field (a term depends on the row only through that field's vector), so
+an architecture's first layer is one ``embedding_bag`` sum over the fields
 and only the remaining layers run per architecture; otherwise (DLRM, or when the folded cache
 would exceed ``max_fold_bytes``) scoring is a gather plus one backbone pass. Many architectures
 share one call by being stacked along the batch dimension. Scores are memoised by architecture.
@@ -45,8 +46,8 @@ UNIFIED_ROW_CHUNK = 16_384
 # an accelerator wants large calls.
 DEFAULT_MAX_ROWS = {"cpu": 8_192}
 ACCELERATOR_MAX_ROWS = 1 << 18
-# Most bytes the folded first-layer cache (rows x fields x candidates x first-layer width) may
-# take per evaluator; above it the evaluator uses the unfolded path and logs why.
+# Most bytes the folded first-layer cache (distinct field values x candidates x first-layer
+# width) may take per evaluator; above it the evaluator uses the unfolded path and logs why.
 DEFAULT_FOLD_BYTES = 1 << 30
 # Transient bytes of one block of per-field terms while the folded cache is built.
 FOLD_BUILD_BYTES = 1 << 26
@@ -77,7 +78,8 @@ class CachedEvaluator:
     ``hits`` / ``misses`` count requested architectures found in / added to the memo (a repeat
     within one call is a hit); ``unified`` is the cache ``[N, F*K, d]`` of candidate outputs;
     ``fold`` the backbone's :class:`~adass_ray.model.folding.Fold` and ``folded`` its per-field
-    first-layer terms ``[N*F*K, C]`` (both ``None`` on the unfolded path).
+    first-layer terms ``[sum_f U_f * K, C]`` over each field's ``U_f`` distinct values (the
+    bias is in the first field's terms; both ``None`` on the unfolded path).
 
     Args:
         supernet: the frozen supernet (its weights must not change afterwards).
@@ -143,29 +145,57 @@ class CachedEvaluator:
         self.misses = 0
 
     def _build_fold(self, limit: int) -> None:
-        """Store every candidate's first-layer term per row, if the backbone folds and it fits."""
+        """Store every candidate's first-layer term per distinct field value, if the backbone
+        folds and the terms fit in ``limit`` bytes.
+
+        A field's term depends on the row only through that field's unified vectors, so the
+        terms are stored once per distinct vector of each field (``U_f`` of them; a field of a
+        few ids has a few) rather than once per row: the table is ``[sum_f U_f * K, C]``, and
+        ``self._term_rows[r, f]`` is where row ``r``'s entries of field ``f`` start. The bias
+        is added to the first field's terms, so an architecture's first layer is one sum.
+        """
         net, nf, nk = self.supernet, self.num_fields, self.num_candidates
         fold = fold_backbone(net.backbone, num_fields=nf, d=net.d)
         if fold is None:
             logger.info("evaluator: the %s backbone's first layer does not fold; scoring with "
                         "the unfolded path", type(net.backbone).__name__)
             return
-        per_row = nf * nk * fold.width * self.unified.element_size()
-        if per_row * self.rows > limit:
-            logger.warning(
-                "evaluator: the folded first-layer cache would take %.2f GiB (%d rows x %d fields "
-                "x %d candidates x %d columns), above the %.2f GiB limit; scoring with the "
-                "unfolded path (slower); use fewer validation rows or raise max_fold_bytes",
-                per_row * self.rows / 2**30, self.rows, nf, nk, fold.width, limit / 2**30)
-            return
         unified = self.unified.view(self.rows, nf, nk, -1)
-        folded = unified.new_empty(self.rows, nf, nk, fold.width)
-        step = max(1, FOLD_BUILD_BYTES // per_row)
+        # distinct vectors per field: [U_f, K, d] each, and each row's index among them
+        distinct, inverse = zip(*(torch.unique(unified[:, f].flatten(1), dim=0,
+                                               return_inverse=True) for f in range(nf)),
+                                strict=True)
+        counts = [len(u) for u in distinct]
+        entry = nk * fold.width * self.unified.element_size()  # bytes per (field, value)
+        if sum(counts) * entry > limit:
+            logger.warning(
+                "evaluator: the folded first-layer cache would take %.2f GiB (%d distinct field "
+                "values x %d candidates x %d columns), above the %.2f GiB limit; scoring with the "
+                "unfolded path (slower); use fewer validation rows or raise max_fold_bytes",
+                sum(counts) * entry / 2**30, sum(counts), nk, fold.width, limit / 2**30)
+            return
+        starts = torch.tensor([0, *counts[:-1]], device=self.device).cumsum(0)
+        folded = unified.new_empty(sum(counts), nk, fold.width)
+        # pad each field's distinct vectors to the longest list, so one Fold call covers every
+        # field; rows past a field's count repeat its first vector and are not kept
+        longest = max(counts)
+        step = max(1, FOLD_BUILD_BYTES // (nf * entry))
         with _frozen(net):
-            for lo in range(0, self.rows, step):
-                folded[lo:lo + step] = fold.contributions(unified[lo:lo + step])
+            for lo in range(0, longest, step):
+                hi = min(longest, lo + step)
+                pick = torch.arange(lo, hi, device=self.device)
+                block = torch.stack([u.view(-1, nk, unified.shape[-1])[
+                    torch.where(pick < n, pick, 0)] for u, n in zip(distinct, counts,
+                                                                   strict=True)], dim=1)
+                terms = fold.contributions(block)  # [hi - lo, F, K, C]
+                for f, n in enumerate(counts):
+                    if lo < n:
+                        at = int(starts[f]) + lo
+                        folded[at:at + min(hi, n) - lo] = terms[:min(hi, n) - lo, f]
+            folded[:counts[0]] += fold.bias
         self.fold, self.folded = fold, folded.view(-1, fold.width)
-        self._fold_bias = fold.bias
+        # [N, F]: the flat index of row r's first candidate term of field f
+        self._term_rows = (torch.stack(inverse, dim=1) + starts) * nk
 
     @property
     def cache(self) -> dict[tuple[int, ...], float]:
@@ -237,16 +267,15 @@ class CachedEvaluator:
         """``[M, N]`` logits by the folded first layer, in blocks of rows."""
         assert self.fold is not None and self.folded is not None
         m, nf = columns.shape
+        arch = columns - torch.arange(nf, device=self.device) * self.num_candidates  # [M, F]
         block = max(1, self.max_rows // m)
-        stride = nf * self.num_candidates
         out = self.folded.new_empty(self.rows, m)
         with _frozen(self.supernet):
             for lo in range(0, self.rows, block):
                 hi = min(self.rows, lo + block)
-                first = torch.arange(lo * stride, hi * stride, stride, device=self.device)
                 # bag (row, arch) = that row's term of each field's chosen candidate
-                bags = (first.view(-1, 1, 1) + columns).view(-1, nf)  # [(hi-lo)*M, F]
-                s = F.embedding_bag(bags, self.folded, mode="sum").add_(self._fold_bias)
+                bags = (self._term_rows[lo:hi, None, :] + arch).view(-1, nf)  # [(hi-lo)*M, F]
+                s = F.embedding_bag(bags, self.folded, mode="sum")
                 fields = None
                 if self.fold.needs_fields:
                     fields = self.unified[lo:hi].index_select(1, columns.flatten())
