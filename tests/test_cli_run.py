@@ -18,6 +18,8 @@ from adass_ray.cli import main
         (["--input", "x", "--format", "criteo", "--schema", "s.yaml"], "fixed schema"),
         (["--input", "x.csv", "--schema", "s.yaml", "--label", "y"], "set 'label:'"),
         (["--input", "x.csv", "--source", "synthetic", "--smoke-test"], "exactly one"),
+        (["search.nope=1"], "unknown key 'nope'"),  # search settings are checked up front
+        (["--smoke-test", "search.occam=abc"], "expected a number"),
     ],
 )
 def test_bad_combinations(tmp_path, capsys, argv, needle):

@@ -43,7 +43,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seeds", type=int, default=3, help="retraining seeds for searched and uniform sizes"
     )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig overrides")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="TrainConfig overrides; SearchConfig ones prefixed search., e.g. "
+                   "search.occam=0.5")
     p.add_argument("--smoke-test", action="store_true", help="tiny synthetic data and a tiny run")
     p.add_argument(
         "--dry-run", action="store_true",
@@ -55,12 +57,15 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
+    from adass_ray import configio
+    from adass_ray.search.agent import SearchConfig
     from adass_ray.stages import pipeline
     from adass_ray.tracking.mlflow import ui_url
     from adass_ray.tracking.uri import resolve_tracking_uri
 
-    overrides = list(args.overrides)
-    search_overrides: list[str] = []
+    overrides = [o for o in args.overrides if not o.startswith("search.")]
+    search_overrides = [o[len("search."):] for o in args.overrides if o.startswith("search.")]
+    configio.load(SearchConfig, None, search_overrides)  # a bad key: one line, before any work
     seeds = args.seeds
     inp = pipeline.DataInput(
         source=args.source,
@@ -78,7 +83,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
             raise AdassError("--smoke-test runs on its own tiny synthetic data; drop --source")
         inp = replace(inp, source="synthetic") if inp.source else inp
         overrides = [*smoke.TRAIN, *overrides]
-        search_overrides = list(smoke.PIPELINE_SEARCH)
+        search_overrides = [*smoke.PIPELINE_SEARCH, *search_overrides]
         seeds = min(seeds, smoke.PIPELINE_SEEDS)
     if args.dry_run:
         return _dry_run(args, overrides, inp)

@@ -269,7 +269,8 @@ def test_run_on_a_csv_with_no_schema_and_a_crippled_model_warns(ray_local, tmp_p
     argv = ["run", "--input", str(csv), "--smoke-test", "--seeds", "1", "--out", str(out),
             "--tracking-uri", uri,
             # crippled: a learning rate that leaves the network at its random start
-            "lr=0.000000001"]
+            "lr=0.000000001",
+            "search.occam=0.5"]  # a search setting goes to the search stage
     assert main(argv) == 0, capsys.readouterr().err
     printed = capsys.readouterr()
     schema = Schema.load(out / "schema.yaml")
@@ -286,4 +287,5 @@ def test_run_on_a_csv_with_no_schema_and_a_crippled_model_warns(ray_local, tmp_p
         [client.get_experiment_by_name("shop").experiment_id])
         if r.info.run_name.startswith("pipeline-")]
     assert "linear floor" in parent.data.tags["floor_warning"]
+    assert float(parent.data.params["search.occam"]) == 0.5
     assert "schema.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
