@@ -226,23 +226,20 @@ def run_unit(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     digest = _inputs_digest(kind, kwargs)
     if path.is_file():
         stored = dict(json.loads(path.read_text()))
-        # files of older reports carry no digest: reused where the file name pins the inputs
-        made_from = stored.pop(INPUTS_KEY, digest if kind in NAMED_BY_INPUTS else None)
+        made_from = stored.pop(INPUTS_KEY, None)
         if made_from == digest:
             return stored
-        logger.info("%s: its inputs changed since it was run; running it again", path.name)
+        # a file without a digest (an older report's) may have been made with other settings
+        # that its name does not show (a search setting, say): it is never trusted
+        logger.info("%s: %s; running it again", path.name,
+                    "its inputs changed since it was run" if made_from
+                    else "made by an older report that did not record its inputs")
     result = UNITS[kind](**kwargs)
     write_json(path, {**result, INPUTS_KEY: digest})
     return dict(result)
 
 
 INPUTS_KEY = "_inputs_sha256"
-#: unit kinds whose file name pins the varying part of their inputs (method, budget, seed;
-#: sizes, seed): an older result without a digest is reused, trusting that the report's
-#: configs are the same (a changed config re-runs it once the file carries a digest). A
-#: ``score`` unit is named by its budget only, while its inputs (every method's selections)
-#: change with ``--methods``: without a digest it is computed again.
-NAMED_BY_INPUTS = frozenset({"supernet", "method", "retrain"})
 
 
 def _inputs_digest(kind: str, kwargs: dict[str, Any]) -> str:
