@@ -115,8 +115,9 @@ def _floor(ev: CachedEvaluator, archs: list[tuple[int, ...]]) -> Callable[[], No
 
 
 def _cache_mb(ev: CachedEvaluator) -> float:
-    """Megabytes of the evaluator's caches (candidate vectors, folded first-layer terms)."""
-    parts = [t for t in (ev.unified, ev.folded) if t is not None]
+    """Megabytes of the evaluator's caches (candidate vectors, folded first-layer terms and
+    their row index)."""
+    parts = [t for t in (ev.unified, ev.folded, getattr(ev, "_term_rows", None)) if t is not None]
     return sum(t.numel() * t.element_size() for t in parts) / 2**20
 
 

@@ -20,6 +20,8 @@ from adass_ray.cli import main
         (["--input", "x.csv", "--source", "synthetic", "--smoke-test"], "exactly one"),
         (["search.nope=1"], "unknown key 'nope'"),  # search settings are checked up front
         (["--smoke-test", "search.occam=abc"], "expected a number"),
+        (["--smoke-test", "search.controller=bogus"], "controller 'bogus'"),
+        (["--dry-run", "search.lr=0"], "lr must be > 0"),
     ],
 )
 def test_bad_combinations(tmp_path, capsys, argv, needle):

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from adass_ray.errors import ConfigError
-from adass_ray.search.controller import build_controller
+from adass_ray.search.controller import CONTROLLERS, build_controller
 from adass_ray.search.penalty import H_KINDS, MODES, Objective, tradeoff_reward
 from adass_ray.search.selection import constrained_argmax
 from adass_ray.search.space import Arch, SearchSpace, repair
@@ -105,6 +105,12 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         checks = [
+            (str(self.controller).lower() in CONTROLLERS,
+             f"controller {self.controller!r}: expected one of {sorted(CONTROLLERS)}"),
+            (self.d_base >= 1, f"d_base must be >= 1, got {self.d_base}"),
+            (self.lr > 0 and math.isfinite(self.lr) and self.entropy_weight >= 0
+             and 0 <= self.baseline_decay < 1,
+             "lr must be > 0, entropy_weight >= 0 and 0 <= baseline_decay < 1"),
             (self.controllers >= 1, f"controllers must be >= 1, got {self.controllers}"),
             (self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}"),
             (self.archs_per_iter >= 2, f"archs_per_iter must be >= 2, got {self.archs_per_iter}"),

@@ -174,7 +174,7 @@ class CachedEvaluator:
                 "unfolded path (slower); use fewer validation rows or raise max_fold_bytes",
                 sum(counts) * entry / 2**30, sum(counts), nk, fold.width, limit / 2**30)
             return
-        starts = torch.tensor([0, *counts[:-1]], device=self.device).cumsum(0)
+        starts = [sum(counts[:f]) for f in range(nf)]  # each field's first entry
         folded = unified.new_empty(sum(counts), nk, fold.width)
         # pad each field's distinct vectors to the longest list, so one Fold call covers every
         # field; rows past a field's count repeat its first vector and are not kept
@@ -190,12 +190,13 @@ class CachedEvaluator:
                 terms = fold.contributions(block)  # [hi - lo, F, K, C]
                 for f, n in enumerate(counts):
                     if lo < n:
-                        at = int(starts[f]) + lo
+                        at = starts[f] + lo
                         folded[at:at + min(hi, n) - lo] = terms[:min(hi, n) - lo, f]
             folded[:counts[0]] += fold.bias
         self.fold, self.folded = fold, folded.view(-1, fold.width)
         # [N, F]: the flat index of row r's first candidate term of field f
-        self._term_rows = (torch.stack(inverse, dim=1) + starts) * nk
+        self._term_rows = (torch.stack(inverse, dim=1)
+                           + torch.tensor(starts, device=self.device)) * nk
 
     @property
     def cache(self) -> dict[tuple[int, ...], float]:
