@@ -22,6 +22,8 @@ from adass_ray.cli import main
         (["--smoke-test", "search.occam=abc"], "expected a number"),
         (["--smoke-test", "search.controller=bogus"], "controller 'bogus'"),
         (["--dry-run", "search.lr=0"], "lr must be > 0"),
+        (["--smoke-test", "nope=1"], "unknown key 'nope'"),  # training settings too
+        (["--source", "synthetic", "epochs=abc"], "expected an integer"),
     ],
 )
 def test_bad_combinations(tmp_path, capsys, argv, needle):

@@ -56,6 +56,21 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_pipeline)
 
 
+def _check_train_settings(config: str | None, inp: DataInput,
+                          overrides: list[str]) -> None:
+    """Load the training settings once before any stage runs, so a bad key or value is one
+    line and exit 2 with nothing written; skipped where the config depends on the prepared
+    folder's dataset name (``--data`` without ``--config``), which the pipeline checks later."""
+    from adass_ray import configio
+    from adass_ray.stages.pipeline import default_config
+    from adass_ray.train.config import TrainConfig
+
+    if config is None and inp.data is not None:
+        return
+    shipped = default_config(inp.source) if inp.source and not inp.input else None
+    configio.load(TrainConfig, config or shipped, overrides)
+
+
 def _run_pipeline(args: argparse.Namespace) -> int:
     from adass_ray import configio
     from adass_ray.search.agent import SearchConfig
@@ -85,6 +100,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         overrides = [*smoke.TRAIN, *overrides]
         search_overrides = [*smoke.PIPELINE_SEARCH, *search_overrides]
         seeds = min(seeds, smoke.PIPELINE_SEEDS)
+    _check_train_settings(args.config, inp, overrides)
     if args.dry_run:
         return _dry_run(args, overrides, inp)
     result = pipeline.run(
