@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.distributed.procs import our_pids
+from tests.distributed.procs import free_ports, our_pids
 
 pytestmark = [pytest.mark.ray]
 
@@ -59,19 +58,6 @@ class Head:
             with contextlib.suppress(OSError):
                 parts.append(f"--- {path}\n{path.read_text(errors='replace')[-chars:]}")
         return "\n".join(parts)
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):  # held open together, so the ports are distinct
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _env() -> dict[str, str]:
@@ -123,7 +109,7 @@ def ray_head():
         pytest.skip(f"no `ray` CLI next to {sys.executable}")
     # short: unix socket paths are limited
     temp_dir = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))
-    gcs, dash, client, agent_http, agent_grpc, env_agent, metrics = _free_ports(7)
+    gcs, dash, client, agent_http, agent_grpc, env_agent, metrics = free_ports(7)
     env = _env()
     log = temp_dir / "ray-start.log"
     cmd = [str(RAY), "start", "--head", "--block", f"--port={gcs}",

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ from typing import Any
 
 import pytest
 
-from tests.distributed.procs import our_pids
+from tests.distributed.procs import free_ports, our_pids
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -75,24 +74,11 @@ class Sim:
         return JobSubmissionClient(self.dashboard)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _node_ports() -> dict[str, Any]:
     """A node on 127.0.0.1 with agent ports free there. Other Ray instances on this machine bind
     127.0.0.1 too; with Ray's defaults (the host's address, ports checked elsewhere) a node's
     raylet was seen talking to another instance's runtime-env agent."""
-    agent, env_agent, metrics, export = _free_ports(4)
+    agent, env_agent, metrics, export = free_ports(4)
     return dict(node_ip_address="127.0.0.1", dashboard_agent_listen_port=agent,
                 runtime_env_agent_port=env_agent, metrics_agent_port=metrics,
                 metrics_export_port=export, object_store_memory=NODE_STORE)
@@ -109,7 +95,7 @@ def sim():
         home.mkdir()
     storage = base / "storage"
     storage.mkdir()
-    dash = _free_ports(1)[0]
+    dash = free_ports(1)[0]
     cwd, cluster = os.getcwd(), None
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("RAY_ADDRESS", raising=False)
