@@ -1,0 +1,114 @@
+"""Search efficiency on one frozen supernet: what each search finds for a given number of
+evaluations, scored on rows no search or selection has seen.
+
+For every budget, search length and seed: our controllers run for ``--iterations`` (2
+controllers × 32 proposals per iteration by default, the first ``warmup_iters`` iterations
+uniform-random); random search and evolution then get exactly as many distinct evaluations as
+ours used. Every history goes through the same selection (top ``top_k`` by Q_A plus the
+candidates a method offers, re-ranked on the selection half B, uniform candidate included).
+Each selected architecture is then scored on the supernet over ``--test-rows`` rows of the
+**test** split (Q_T): neither the search (A) nor the selection (B) saw them, so Q_T has no
+winner's curse. Differences are paired by seed, with a 95 % t interval over the seeds.
+
+    python bench/search_efficiency.py DATA SUPERNET [--budgets 0.25,0.5,0.8] [--seeds 5]
+        [--iterations 10,20,60] [key=value ...]
+
+``key=value`` pairs override SearchConfig. A diagnostic of the search stage alone (no
+retraining): retrained test AUC is the harness's job (``adass-ray report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+from adass_ray import configio
+from adass_ray.data.loader import ShardLoader
+from adass_ray.errors import AdassError
+from adass_ray.harness.stats import paired
+from adass_ray.search.agent import SearchConfig
+from adass_ray.search.baselines import evolutionary_search, random_search
+from adass_ray.search.context import load_context
+from adass_ray.search.driver import search_local
+from adass_ray.search.evaluator import CachedEvaluator, validation_subsample
+from adass_ray.search.selection import rerank
+from adass_ray.search.space import Budget
+
+METHODS = ("ours", "random search", "evolution")
+
+
+def _ci(d: dict[str, float]) -> str:
+    return f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("data")
+    ap.add_argument("supernet")
+    ap.add_argument("--budgets", default="0.25,0.5,0.8")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--iterations", default="10,20,60", help="search lengths (ours' iterations)")
+    ap.add_argument("--test-rows", type=int, default=10_000)
+    ap.add_argument("overrides", nargs="*", metavar="key=value")
+    args = ap.parse_intermixed_args()  # options may sit between the positionals
+    try:
+        lengths = [int(x) for x in args.iterations.split(",")]
+    except ValueError:
+        ap.error(f"--iterations {args.iterations!r}: expected comma-separated integers")
+    if args.seeds < 2 or min(lengths) < 1:
+        ap.error("--seeds must be >= 2 (a paired interval) and every search length >= 1")
+    torch.set_num_threads(1)
+    base = configio.load(SearchConfig, None, args.overrides)
+    ctx = load_context(args.data, args.supernet, val_rows=base.val_rows, seed=0)
+    space, ev_a, ev_b = ctx.space, ctx.evaluator_a, ctx.evaluator_b
+    test = validation_subsample(ShardLoader(args.data, ctx.fm, split="test", shuffle=False),
+                                args.test_rows, 0)
+    ev_t = CachedEvaluator(ctx.net, test)
+    print(f"{space.num_fields} fields, sizes {space.candidate_sizes}; Q_A / Q_B on "
+          f"{ev_a.labels.size} / {ev_b.labels.size} validation rows, Q_T on {ev_t.labels.size} "
+          f"test rows; {args.seeds} seeds; SearchConfig {' '.join(args.overrides) or 'defaults'}")
+    print("| budget | iterations | evals | Q_T ours | Q_T random | Q_T evolution "
+          "| ours − random [95 % CI] | ours − evolution [95 % CI] | s (ours / random / evo) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for text in args.budgets.split(","):
+        budget = Budget.parse(text).resolve(space, d_base=base.d_base)
+        for n in lengths:
+            q: dict[str, list[float]] = {m: [] for m in METHODS}
+            secs: dict[str, float] = dict.fromkeys(METHODS, 0.0)
+            evals: list[int] = []
+            for seed in range(args.seeds):
+                cfg = replace(base, iterations=n, seed=seed)
+                t0 = time.perf_counter()
+                state, extra = search_local(ev_a, space, budget, cfg)
+                secs["ours"] += time.perf_counter() - t0
+                hist = [(tuple(r["arch"]), float(r["quality"])) for r in state.history]
+                count = len({a for a, _ in hist})
+                evals.append(count)
+                found = {"ours": (hist, extra)}
+                for name, fn in (("random search", random_search), ("evolution",
+                                                                     evolutionary_search)):
+                    t0 = time.perf_counter()
+                    found[name] = (fn(ev_a, space, budget, count, seed), [])
+                    secs[name] += time.perf_counter() - t0
+                for name, (h, ex) in found.items():
+                    sel = rerank(space, budget, h, ev_b, top_k=cfg.top_k, extra=ex)
+                    q[name].append(ev_t.evaluate([sel.arch])[0])
+            r, e = paired(q["ours"], q["random search"]), paired(q["ours"], q["evolution"])
+            print(f"| {text} | {n} | {statistics.mean(evals):,.0f} | "
+                  + " | ".join(f"{statistics.mean(q[m]):.4f}" for m in METHODS)
+                  + f" | {_ci(r)} | {_ci(e)} | "
+                  + " / ".join(f"{secs[m] / args.seeds:.0f}" for m in METHODS) + " |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AdassError as e:  # bad input: one line and exit 2, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
