@@ -212,7 +212,8 @@ def read_pareto_csv(path: str | os.PathLike[str]) -> tuple[list[ParetoPoint], li
 
 
 def auto_lams(uniform: Sequence[Mapping[str, float]], budgets: Sequence[int], *,
-              count: int = 5) -> tuple[float, ...]:
+              count: int = 5, first_steps: Sequence[tuple[float, float]] = ()
+              ) -> tuple[float, ...]:
     """A λ grid scaled to the data: 0 plus ``count`` values spread evenly in log scale over the
     trade-off rates the uniform architectures show.
 
@@ -224,10 +225,18 @@ def auto_lams(uniform: Sequence[Mapping[str, float]], budgets: Sequence[int], *,
     that fits towards the cheapest. Values keep two significant digits (readable trial names),
     so fewer than ``count`` remain when two round to the same value.
 
+    The uniform ladder's steepest step can still be shallower than one field's first step up
+    from the cheapest architecture (a small table whose next size buys a lot of AUC), so the
+    largest λ would stop short of the cheapest point. With ``first_steps`` one more λ is
+    appended, twice the steepest of those single-field rates (when it exceeds the grid's top):
+    at that λ no field's first step pays, so the sweep reaches the cheapest architecture.
+
     Args:
         uniform: ``{"cost", "quality"}`` of each uniform architecture (as
             :func:`~adass_ray.search.context.uniform_points` gives). budgets: B in parameters.
         count: how many positive λ (>= 1).
+        first_steps: ``(ΔQ, Δcost)`` of each single-field step up from the cheapest
+            architecture (:func:`~adass_ray.search.context.first_steps`).
 
     Returns:
         The grid, ascending, starting with 0; just ``(0.0,)`` when no uniform step gains AUC
@@ -240,7 +249,11 @@ def auto_lams(uniform: Sequence[Mapping[str, float]], budgets: Sequence[int], *,
         return (0.0,)
     lo, hi = min(rates) / 2, max(rates) * 2
     steps = [lo * (hi / lo) ** (i / max(1, count - 1)) for i in range(count)]
-    return (0.0, *sorted({float(f"{x:.2g}") for x in steps}))
+    grid = sorted({float(f"{x:.2g}") for x in steps})
+    first = [dq * b / dc for b in budgets for dq, dc in first_steps if dq > 0 and dc > 0]
+    if first and float(f"{2 * max(first):.2g}") > grid[-1]:
+        grid.append(float(f"{2 * max(first):.2g}"))
+    return (0.0, *grid)
 
 
 def uniform_rates(uniform: Sequence[Mapping[str, float]], budget: int) -> list[float]:

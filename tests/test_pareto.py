@@ -150,6 +150,20 @@ def test_auto_lams_brackets_every_uniform_step():
         auto_lams(UNIFORM, [400], count=0)
 
 
+def test_auto_lams_reaches_past_the_steepest_first_step():
+    base = auto_lams(UNIFORM, [400], count=5)
+    # a field whose first step (+10 params) gains 0.03 AUC: rate 0.03 * 400 / 10 = 1.2, far
+    # steeper than any uniform step (top of the grid 0.48), so one λ = 2.4 is appended
+    got = auto_lams(UNIFORM, [400], count=5, first_steps=[(0.03, 10.0), (0.001, 50.0)])
+    assert got[:-1] == base and got[-1] == pytest.approx(2.4)
+    # shallower first steps, losing ones and free ones add nothing
+    flat = [(0.001, 100.0), (-0.01, 10.0), (0.02, 0.0)]
+    assert auto_lams(UNIFORM, [400], count=5, first_steps=flat) == base
+    # with two budgets the steepest rate (the larger B) decides
+    two = auto_lams(UNIFORM, [400, 800], count=5, first_steps=[(0.03, 10.0)])
+    assert two[-1] == pytest.approx(4.8)
+
+
 def test_uniform_dominance_finds_the_cheapest_covering_point():
     front = [P(150, 0.765, "a"), P(350, 0.79, "b")]
     got = {u["size"]: u["covered_by"] for u in uniform_dominance(front, UNIFORM)}

@@ -135,7 +135,8 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
         "--lams", default=LAMS,
         help="comma-separated λ: AUC traded per unit of cost/budget, e.g. "
         f"{FIXED_LAMS}; 'auto' (default): 0 and up to 5 values scaled to this supernet's "
-        "uniform sizes, from the costliest architecture that fits towards the cheapest"
+        "uniform sizes, from the costliest architecture that fits towards the cheapest, plus "
+        "one where no field's first step up from the cheapest architecture pays"
     )
     p.add_argument(
         "--budgets",

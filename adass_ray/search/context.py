@@ -88,3 +88,17 @@ def uniform_points(ctx: SearchContext) -> list[dict[str, Any]]:
         {"size": space.candidate_sizes[a[0]], "cost": space.cost(a), "quality": q}
         for a, q in zip(archs, evaluator.evaluate(archs), strict=True)
     ]
+
+
+def first_steps(ctx: SearchContext) -> list[tuple[float, float]]:
+    """``(ΔQ_B, Δcost)`` of each single-field step up from the cheapest architecture (every
+    field at the first candidate; that field at the second): the rates at which λ stops paying
+    for any field's first step (:func:`~adass_ray.pareto.auto_lams`)."""
+    space = ctx.space
+    if space.num_candidates < 2:
+        return []
+    base = (0,) * space.num_fields
+    ups = [base[:f] + (1,) + base[f + 1:] for f in range(space.num_fields)]
+    q = ctx.evaluator_b.evaluate([base, *ups])
+    c0 = space.cost(base)
+    return [(qf - q[0], float(space.cost(a) - c0)) for a, qf in zip(ups, q[1:], strict=True)]

@@ -172,13 +172,14 @@ def rerank_front(space: SearchSpace, budget: int, history_a: History,
     """One selection per λ from one shared, once-scored candidate pool: a monotone front.
 
     The pool is the union over ``lams`` of the top ``top_k`` by Q_A − λ·C/B, plus ``extra``
-    (repaired); each candidate is scored on the selection half once, and each λ takes the best
-    Q_B − λ·C/B (ties: lower cost, then lexicographic). With the scores fixed, the chosen cost
-    can only fall as λ grows (if x1 wins at λ1 < λ2 and x2 at λ2, adding the two optimality
-    inequalities gives (λ2 − λ1)·(C1 − C2) >= 0), so a sweep's front is monotone by
-    construction. Pass the pooled history (and candidates) of every trial of the sweep. The
-    noise band (``tie_se``) applies at λ = 0 only, where it can only raise the chosen cost, so
-    the front stays monotone.
+    (repaired), the largest uniform architecture that fits and, when some λ > 0, the cheapest
+    architecture (where a large λ leads); each candidate is scored on the selection half once,
+    and each λ takes the best Q_B − λ·C/B (ties: lower cost, then lexicographic). With the
+    scores fixed, the chosen cost can only fall as λ grows (if x1 wins at λ1 < λ2 and x2 at λ2,
+    adding the two optimality inequalities gives (λ2 − λ1)·(C1 − C2) >= 0), so a sweep's front
+    is monotone by construction. Pass the pooled history (and candidates) of every trial of the
+    sweep. The noise band (``tie_se``) applies at λ = 0 only, where it can only raise the chosen
+    cost, so the front stays monotone.
 
     Args:
         space, budget, history_a, score_b, top_k, extra, tie_se: as :func:`rerank`.
@@ -195,6 +196,8 @@ def rerank_front(space: SearchSpace, budget: int, history_a: History,
     history = [(space.validate(a), q) for a, q in history_a]
     tops = [a for lam in lams for a in top_k_fn(space, history, budget, top_k, lam=lam)]
     pool = _with_uniform(space, budget, tops + [repair(space, a, budget) for a in extra])
+    if pool and max(lams) > 0:  # the end a large λ heads for: the cheapest architecture
+        pool = _dedupe([*pool, (0,) * space.num_fields])
     repaired_from: Arch | None = None
     if not pool:  # nothing feasible and scored: fall back on select()'s choice, as rerank does
         if not history:

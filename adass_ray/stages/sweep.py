@@ -19,7 +19,7 @@ from adass_ray import configio, record
 from adass_ray.data.io import write_json
 from adass_ray.errors import AdassError, ConfigError
 from adass_ray.search.agent import SearchConfig
-from adass_ray.search.context import SearchContext, load_context, uniform_points
+from adass_ray.search.context import SearchContext, first_steps, load_context, uniform_points
 from adass_ray.stages.search import search_record
 from adass_ray.tracking import Tracker, TrackingSpec
 from adass_ray.train.config import TrainConfig
@@ -82,7 +82,7 @@ def sweep(
         lams = tuple(float(x) for x in recorded["lams"])
     if lams is None:
         limits = [Budget.parse(b).resolve(space, d_base=cfg.d_base) for b in budgets]
-        lams = auto_lams(baselines, limits)
+        lams = auto_lams(baselines, limits, first_steps=first_steps(ctx))
         if len(lams) < 2:
             raise ConfigError("--lams auto: no uniform size step gains supernet AUC within "
                               "these budgets, so there is no trade-off to scale λ by; give "

@@ -144,7 +144,7 @@ def test_sweep_auto_lams_refuses_a_ladder_without_a_gain(trained, tmp_path, monk
     assert not (tmp_path / "flat").exists()  # refused before anything was written
 
 
-@pytest.mark.slow  # six Tune trials (~1.5 min on 2 cores); auto_lams itself is unit-tested
+@pytest.mark.slow  # six or seven Tune trials (~1.5 min on 2 cores); auto_lams itself is unit-tested
 def test_sweep_auto_lams_span_the_uniform_steps(trained, tmp_path, monkeypatch):
     data, supernet = trained
     _ladder(monkeypatch, lambda i: 0.6 + 0.02 * i)

@@ -208,8 +208,16 @@ def test_rerank_always_weighs_the_largest_uniform_architecture_that_fits() -> No
 
     picked = rerank(SPACE, budget, hist, score, top_k=2)
     assert (3, 3, 3) in seen and picked.arch == (3, 3, 3)
+    q_b[(0, 0, 0)] = 0.5  # the cheapest architecture (every field dropped) joins a λ > 0 pool
     front = rerank_front(SPACE, budget, hist, score, [0.0, 1.0], top_k=2)
     assert front[0].arch == (3, 3, 3) and front[1].cost <= front[0].cost
+    assert (0, 0, 0) in seen
+    # at a λ where no field's first step pays, the cheapest architecture wins though no search
+    # proposed it: the front reaches the cheap end of the space
+    assert rerank_front(SPACE, budget, hist, score, [1e3], top_k=2)[0].arch == (0, 0, 0)
+    seen.clear()
+    rerank_front(SPACE, budget, hist, score, [0.0], top_k=2)
+    assert (0, 0, 0) not in seen  # λ = 0 alone: the budget-mode pool, unchanged
     # Nothing to compare with: no uniform stand-in for a search that never ran.
     with pytest.raises(ConfigError):
         rerank(SPACE, budget, [], score, top_k=2)
