@@ -229,7 +229,9 @@ def auto_lams(uniform: Sequence[Mapping[str, float]], budgets: Sequence[int], *,
     from the cheapest architecture (a small table whose next size buys a lot of AUC), so the
     largest λ would stop short of the cheapest point. With ``first_steps`` one more λ is
     appended, twice the steepest of those single-field rates (when it exceeds the grid's top):
-    at that λ no field's first step pays, so the sweep reaches the cheapest architecture.
+    at that λ no single field's first step pays, so the largest λ normally selects the cheapest
+    architecture (a field whose second step gains much more than its first, or fields that
+    only gain together, can still beat it: a heuristic margin, not a guarantee).
 
     Args:
         uniform: ``{"cost", "quality"}`` of each uniform architecture (as

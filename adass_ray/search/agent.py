@@ -34,6 +34,15 @@ from adass_ray.search.space import Arch, SearchSpace, repair
 
 logger = logging.getLogger(__name__)
 
+MAX_CONTROLLERS = 1000  # controller seeds are 1000 · seed + i: distinct for i < 1000
+
+
+def controller_seed(seed: int, index: int) -> int:
+    """The seed of controller ``index`` in a search seeded ``seed``. With ``seed + index`` (the
+    old rule) controller 1 of seed s was controller 0 of seed s + 1, so searches with adjacent
+    seeds shared a controller run and were not independent replicates."""
+    return MAX_CONTROLLERS * int(seed) + int(index)
+
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -54,7 +63,8 @@ class SearchConfig:
             shared by every field (False: the ablation).
         val_rows: rows of the validation split scored (split into search and selection halves).
         d_base: the uniform baseline's size (budgets given as ratios refer to it).
-        seed: controller seeds are ``seed + i``; the validation rows use ``seed``.
+        seed: controller ``i`` is seeded with ``1000 · seed + i`` (so searches with different
+            seeds share no controller); the validation rows use ``seed``.
         actor_resource: a custom Ray resource each controller actor (and each sweep trial)
             also requests one unit of, e.g. ``search_slot`` on ``cluster.yaml``'s GPU nodes.
         mode: ``budget`` (hard cap + two-sided expected-cost term) or ``tradeoff`` (Q − λ·C/B
@@ -111,7 +121,8 @@ class SearchConfig:
             (self.lr > 0 and math.isfinite(self.lr) and self.entropy_weight >= 0
              and 0 <= self.baseline_decay < 1,
              "lr must be > 0, entropy_weight >= 0 and 0 <= baseline_decay < 1"),
-            (self.controllers >= 1, f"controllers must be >= 1, got {self.controllers}"),
+            (1 <= self.controllers <= MAX_CONTROLLERS,
+             f"controllers must be in 1..{MAX_CONTROLLERS}, got {self.controllers}"),
             (self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}"),
             (self.archs_per_iter >= 2, f"archs_per_iter must be >= 2, got {self.archs_per_iter}"),
             (min(self.lam, self.mu, *self.lams, 0.0) >= 0, "lam, lams and mu must be >= 0"),
@@ -165,13 +176,14 @@ class SearchAgent:
         self.index, self.lam = index, config.lam_of(index)
         self.controller = build_controller(
             config.controller, num_fields=space.num_fields, num_candidates=space.num_candidates,
-            lr=config.lr, entropy_weight=config.entropy_weight, seed=config.seed + index,
-            lr_ramp=config.lr_ramp_iters,
+            lr=config.lr, entropy_weight=config.entropy_weight,
+            seed=controller_seed(config.seed, index), lr_ramp=config.lr_ramp_iters,
         )
         self.objective = Objective(mode=config.mode, lam=self.lam,
                                    budget_weight=config.budget_weight, h=config.h,
                                    eps=config.adv_eps, competition=config.competition)
-        self.warmup_generator = torch.Generator().manual_seed(10_007 + config.seed + index)
+        self.warmup_generator = torch.Generator().manual_seed(
+            10_007 + controller_seed(config.seed, index))
         self.lam_b = float(config.budget_weight)
         self.iteration = 0
         self.last: dict[str, float] = {}

@@ -92,8 +92,9 @@ def uniform_points(ctx: SearchContext) -> list[dict[str, Any]]:
 
 def first_steps(ctx: SearchContext) -> list[tuple[float, float]]:
     """``(ΔQ_B, Δcost)`` of each single-field step up from the cheapest architecture (every
-    field at the first candidate; that field at the second): the rates at which λ stops paying
-    for any field's first step (:func:`~adass_ray.pareto.auto_lams`)."""
+    field at the first candidate, i.e. dropped where the space has size 0; that field at the
+    second): the rates at which λ stops paying for any field's first step
+    (:func:`~adass_ray.pareto.auto_lams`)."""
     space = ctx.space
     if space.num_candidates < 2:
         return []

@@ -67,9 +67,11 @@ class SearchSpace:
         Args:
             fm: the feature map (field names and V_f).
             candidate_sizes: overrides ``fm.candidate_sizes``; 0 is prepended when ``allow_drop``.
-            allow_drop: let the search drop fields (size 0).
+            allow_drop: let the search drop fields (size 0); implied by sizes that start with 0
+                (a supernet trained with ``model.candidate_sizes=[0, ...]``).
         """
         sizes = tuple(fm.candidate_sizes if candidate_sizes is None else candidate_sizes)
+        allow_drop = allow_drop or sizes[:1] == (0,)
         sizes = (0, *sizes) if allow_drop and sizes[:1] != (0,) else sizes
         return cls(fm.field_names, fm.vocab_sizes, sizes, allow_drop)
 

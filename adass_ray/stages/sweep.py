@@ -49,7 +49,8 @@ def sweep(
     The winner is the trial with the highest supernet AUC (ties: fewer parameters): the top of
     the front. A killed sweep continues with ``resume`` (its parent MLflow run too).
     ``lams=None`` scales the λ grid to the data (:func:`~adass_ray.pareto.auto_lams` over the
-    uniform architectures' Q_B at these budgets); ``sweep.json`` records the grid used.
+    uniform architectures' Q_B at these budgets and each field's first step up from the
+    cheapest architecture); ``sweep.json`` records the grid used.
     """
     from adass_ray.distributed.runtime import ensure_ray
     from adass_ray.distributed.sweep import run_tune

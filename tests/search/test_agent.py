@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from adass_ray.errors import ConfigError
-from adass_ray.search.agent import SearchAgent, SearchConfig
+from adass_ray.search.agent import MAX_CONTROLLERS, SearchAgent, SearchConfig, controller_seed
 from adass_ray.search.selection import rerank
 from adass_ray.search.space import Arch, SearchSpace, repair
 
@@ -143,3 +143,18 @@ def test_config_errors_are_one_line() -> None:
     with pytest.raises(ConfigError, match="below the smallest"):
         tiny = SearchSpace(("a",), (10,), (4, 8))
         SearchAgent(space=tiny, budget=10, evaluator=oracle, config=config(), index=0)
+
+
+def test_searches_with_adjacent_seeds_share_no_controller() -> None:
+    # controller 1 of seed 0 and controller 0 of seed 1 used to be one and the same run, so two
+    # harness seeds were not independent replicates of the search
+    def first_proposals(seed: int, index: int) -> list[Arch]:
+        agent = SearchAgent(space=SPACE, budget=BUDGET, evaluator=oracle,
+                            config=config(seed=seed), index=index)
+        return [tuple(r["arch"]) for r in agent.step()]
+
+    assert first_proposals(0, 1) != first_proposals(1, 0)
+    assert first_proposals(1, 0) == first_proposals(1, 0)  # still reproducible
+    assert len({controller_seed(s, i) for s in range(50) for i in range(8)}) == 400
+    with pytest.raises(ConfigError, match="controllers"):
+        SearchConfig(controllers=MAX_CONTROLLERS + 1)

@@ -61,6 +61,9 @@ def test_allow_drop_prepends_zero() -> None:
     sp = SearchSpace.from_feature_map(_fm(), candidate_sizes=(8, 16), allow_drop=True)
     assert sp.candidate_sizes == (0, 8, 16) and sp.min_cost() == 0
     assert sp.cost((0, 0, 0)) == 0
+    # a supernet trained with a leading 0 (model.candidate_sizes=[0, ...]) implies the drop
+    implied = SearchSpace.from_feature_map(_fm(), candidate_sizes=(0, 8, 16))
+    assert implied == sp and implied.allow_drop
 
 
 @pytest.mark.parametrize(
