@@ -253,9 +253,8 @@ def auto_lams(uniform: Sequence[Mapping[str, float]], budgets: Sequence[int], *,
     steps = [lo * (hi / lo) ** (i / max(1, count - 1)) for i in range(count)]
     grid = sorted({float(f"{x:.2g}") for x in steps})
     first = [dq * b / dc for b in budgets for dq, dc in first_steps if dq > 0 and dc > 0]
-    if first and float(f"{2 * max(first):.2g}") > grid[-1]:
-        grid.append(float(f"{2 * max(first):.2g}"))
-    return (0.0, *grid)
+    top = float(f"{2 * max(first):.2g}") if first else 0.0
+    return (0.0, *grid, *([top] if top > grid[-1] else []))
 
 
 def uniform_rates(uniform: Sequence[Mapping[str, float]], budget: int) -> list[float]:

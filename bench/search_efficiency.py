@@ -34,6 +34,7 @@ import torch
 from adass_ray import configio
 from adass_ray.data.loader import ShardLoader
 from adass_ray.errors import AdassError
+from adass_ray.harness.render import ci_text
 from adass_ray.harness.stats import paired
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.baselines import evolutionary_search, random_search
@@ -44,10 +45,6 @@ from adass_ray.search.selection import rerank
 from adass_ray.search.space import Budget
 
 METHODS = ("ours", "random search", "evolution")
-
-
-def _ci(d: dict[str, float]) -> str:
-    return f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
 
 
 def main() -> None:
@@ -107,7 +104,7 @@ def main() -> None:
                 shown += " (" + " / ".join(f"{v:,.0f}" for v in counts.values()) + ")"
             print(f"| {text} | {n} | {shown} | "
                   + " | ".join(f"{statistics.mean(q[m]):.4f}" for m in METHODS)
-                  + f" | {_ci(r)} | {_ci(e)} |", flush=True)
+                  + f" | {ci_text(r)} | {ci_text(e)} |", flush=True)
 
 
 if __name__ == "__main__":

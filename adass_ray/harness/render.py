@@ -16,7 +16,9 @@ def _pm(mean: float, std: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _ci(d: dict[str, float] | None, digits: int = 4, scale: float = 1.0) -> str:
+def ci_text(d: dict[str, float] | None, digits: int = 4, scale: float = 1.0) -> str:
+    """A paired difference (:func:`~adass_ray.harness.stats.paired`) as ``+m [lo, hi]``, plus its
+    verdict when it has one; ``—`` when there is none."""
     if not d or math.isnan(d["mean"]):
         return "—"
     if math.isnan(d["lo"]):
@@ -24,7 +26,7 @@ def _ci(d: dict[str, float] | None, digits: int = 4, scale: float = 1.0) -> str:
     return (
         f"{d['mean'] * scale:+.{digits}f} [{d['lo'] * scale:+.{digits}f}, "
         f"{d['hi'] * scale:+.{digits}f}] {d.get('verdict', '')}"
-    )
+    ).rstrip()
 
 
 def _tau(x: float) -> str:
@@ -115,9 +117,9 @@ def render_markdown(res: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['method']} | {r['embedding_params_mean']:,.0f} | "
                 f"{r['cost_ratio_mean']:.2f} | {_pm(r['test_auc_mean'], r['test_auc_std'])} | "
-                f"{_ci(r.get('vs_ours_auc'))} | "
+                f"{ci_text(r.get('vs_ours_auc'))} | "
                 f"{_pm(r['quality_b_ref_mean'], r['quality_b_ref_std'])} | "
-                f"{_ci(r.get('vs_ours_qb'))} | {r['percentile_mean']:.1f} / "
+                f"{ci_text(r.get('vs_ours_qb'))} | {r['percentile_mean']:.1f} / "
                 f"{r['percentile_random_mean']:.1f} | {evals} | {stab} |"
             )
         lines += ["", "Verdict: " + verdict(p["methods"]), ""]
