@@ -226,9 +226,16 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
     by_key = {f"{TRIAL_PREFIX}{r['key']}": r for r in summary["trials"]}
     by_key.update({r["key"]: r for r in summary["selections"]})
+    from_pool = 0
     for key in summary["front"]:
+        if key not in by_key:  # another architecture of the pooled short lists
+            from_pool += 1
+            continue
         r = by_key[key]
         print(f"  {key:<30} {int(r['cost']):>10,} params  AUC {r['quality']:.4f}")
+    if from_pool:
+        print(f"  + {from_pool} more from the pooled short lists, between the λ picks "
+              "(every point: pareto.csv)")
     print(f"winner: {summary['winner']}")
     grid = ", ".join(f"{x:g}" for x in summary["lams"])
     print(f"λ grid{' (auto)' if summary['lams_auto'] else ''}: {grid}; Spearman(λ, cost) "

@@ -171,9 +171,13 @@ def rerank_front(space: SearchSpace, budget: int, history_a: History,
                  extra: Iterable[Sequence[int]] = (), tie_se: float = 0.0) -> list[Selection]:
     """One selection per λ from one shared, once-scored candidate pool: a monotone front.
 
-    The pool is the union over ``lams`` of the top ``top_k`` by Q_A − λ·C/B, plus ``extra``
-    (repaired), the largest uniform architecture that fits and, when some λ > 0, the cheapest
-    architecture (where a large λ leads); each candidate is scored on the selection half once,
+    The pool is the union over ``lams`` of the top ``top_k`` by Q_A − λ·C/B, plus, for every
+    uniform architecture within the budget, the top ``top_k`` by Q_A among those costing no
+    more than it (a point of a non-convex stretch of the front, which no λ selects, still gets
+    scored where a hand-picked size has to be matched), plus ``extra`` (repaired), the largest
+    uniform architecture that fits and, when some λ > 0, the cheapest architecture (where a
+    large λ leads). Each selection's ``candidates`` is that whole pool. Each candidate is
+    scored on the selection half once,
     and each λ takes the best Q_B − λ·C/B (ties: lower cost, then lexicographic). With the
     scores fixed, the chosen cost can only fall as λ grows (if x1 wins at λ1 < λ2 and x2 at λ2,
     adding the two optimality inequalities gives (λ2 − λ1)·(C1 − C2) >= 0), so a sweep's front
@@ -195,6 +199,8 @@ def rerank_front(space: SearchSpace, budget: int, history_a: History,
         raise ConfigError(f"rerank_front: lams {list(lams)}: need at least one, each >= 0")
     history = [(space.validate(a), q) for a, q in history_a]
     tops = [a for lam in lams for a in top_k_fn(space, history, budget, top_k, lam=lam)]
+    tops += [a for u in space.uniform_archs(budget)
+             for a in top_k_fn(space, history, space.cost(u), top_k)]
     pool = _with_uniform(space, budget, tops + [repair(space, a, budget) for a in extra])
     if pool and max(lams) > 0:  # the end a large λ heads for: the cheapest architecture
         pool = _dedupe([*pool, (0,) * space.num_fields])

@@ -112,14 +112,16 @@ def sweep(
             cpus_per_trial=cpus_per_trial,
             verbose=verbose,
         )
-        selections = _pooled_front(ctx, records, lams, cfg.top_k, cfg.tie_se)
+        selections, pool = _pooled_front(ctx, records, lams, cfg.top_k, cfg.tie_se)
         scored = [r for r in selections if not math.isnan(r["quality"])]
-        # the front: every pooled (λ, budget) selection and every trial's own selection (a
-        # search at its λ, scored on the same selection rows), so a point one trial found
-        # between two pooled picks is not lost; pooled points come first (kept on duplicates)
+        # the front: every pooled (λ, budget) selection, every trial's own selection (a search
+        # at its λ, scored on the same selection rows) and every other architecture of the
+        # pooled short lists (scored there too), so a point between two λ picks is not lost:
+        # Q − λ·C/B only ever selects the front's convex hull. Earlier sources are kept on
+        # duplicates.
         own = [{**r, "key": f"{TRIAL_PREFIX}{r['key']}", "source": "trial"} for r in records
                if not math.isnan(float(r["quality"]))]
-        candidates = [{**r, "source": "pooled"} for r in scored] + own
+        candidates = [{**r, "source": "pooled"} for r in scored] + own + pool
         points = [
             ParetoPoint(
                 params=int(r["cost"]),
@@ -152,6 +154,7 @@ def sweep(
         summary: dict[str, Any] = {
             "trials": records,
             "selections": selections,
+            "pool": pool,
             "lams": list(lams),
             "lams_auto": auto,
             "spearman_lam_cost": _spearman_by_budget(selections),
@@ -238,15 +241,19 @@ def _parent_run(
 
 
 def _pooled_front(ctx: SearchContext, records: list[dict[str, Any]], lams: tuple[float, ...],
-                  top_k: int, tie_se: float = 0.0) -> list[dict[str, Any]]:
+                  top_k: int, tie_se: float = 0.0
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One selection per (λ, budget) from the pooled shortlists of every trial of that budget,
     scored once on the selection half: the chosen cost cannot rise with λ (see
-    :func:`~adass_ray.search.selection.rerank_front`)."""
+    :func:`~adass_ray.search.selection.rerank_front`). Also returns every other scored
+    architecture of those pools (``source`` "pool", no λ), once each."""
     from adass_ray.distributed.sweep import trial_key
     from adass_ray.search.selection import rerank_front
 
     space, score_b = ctx.space, ctx.evaluator_b
-    out = []
+    out: list[dict[str, Any]] = []
+    pool: dict[tuple[int, ...], dict[str, Any]] = {}
+    picked: set[tuple[int, ...]] = set()
     for budget in sorted({r["budget"] for r in records}, key=str):
         group = [r for r in records if r["budget"] == budget]
         limit = int(group[0]["budget_params"])
@@ -264,7 +271,17 @@ def _pooled_front(ctx: SearchContext, records: list[dict[str, Any]], lams: tuple
                         "budget_params": limit, "cost": sel.cost, "quality": q_b,
                         "repaired": int(sel.repaired),
                         "sizes": dict(zip(ctx.fm.field_names, sel.sizes, strict=True))})
-    return out
+        picked.update(sel.arch for sel in chosen)
+        cands = [a for a in chosen[0].candidates if a not in pool] if chosen else []
+        for arch, q_b in zip(cands, score_b(cands), strict=True):  # memoised: no new scoring
+            if math.isnan(float(q_b)):
+                continue
+            sizes = space.sizes(arch)
+            pool[arch] = {"key": f"pool:{'-'.join(map(str, sizes))}", "lam": None,
+                          "budget": budget, "budget_params": limit, "cost": space.cost(arch),
+                          "quality": float(q_b), "repaired": 0, "source": "pool",
+                          "sizes": dict(zip(ctx.fm.field_names, sizes, strict=True))}
+    return out, [r for a, r in pool.items() if a not in picked]
 
 
 def _spearman_by_budget(selections: list[dict[str, Any]]) -> dict[str, float]:

@@ -47,9 +47,15 @@ def test_sweep_front_plot_and_mlflow_runs(trained, tmp_path):
         assert all(s["cost"] <= s["budget_params"] for s in summary["selections"])
 
     points, on_front = read_pareto_csv(out / "pareto.csv")
-    # the 4 pooled (λ, budget) selections and the 4 trials' own selections
-    assert len(points) == 8 and any(on_front)
-    assert sorted(p.payload["source"] for p in points) == ["pooled"] * 4 + ["trial"] * 4
+    # the 4 pooled (λ, budget) selections, the 4 trials' own selections, then the rest of the
+    # pooled short lists (each architecture once, none of them a pooled selection)
+    sources = [p.payload["source"] for p in points]
+    assert sources[:8] == ["pooled"] * 4 + ["trial"] * 4 and set(sources[8:]) <= {"pool"}
+    assert any(on_front)
+    pool = [p for p in points if p.payload["source"] == "pool"]
+    assert len({p.key for p in pool}) == len(pool) == len(summary["pool"])
+    picked = {json.dumps(s["sizes"], sort_keys=True) for s in summary["selections"]}
+    assert not any(json.dumps(p.payload["sizes"], sort_keys=True) in picked for p in pool)
     assert {p.key for p in points if p.payload["source"] == "trial"} == {
         f"trial:{t['key']}" for t in trials}
     front = [p for p, on in zip(points, on_front, strict=True) if on]

@@ -144,6 +144,20 @@ def test_property_front_cost_never_rises_with_lambda(case: tuple, seed: int) -> 
     assert len(calls) == 1  # one scoring pass for the whole grid
 
 
+def test_front_pool_holds_the_best_below_each_uniform_cost() -> None:
+    # (1, 1, 0) is no λ's top-1 here, but it is the best history entry no costlier than
+    # uniform-2, where a front has to match the hand-picked size: the pool scores it
+    budget = SPACE.uniform_cost(8) + 10
+    hist = [((3, 3, 3), 0.80), ((1, 1, 0), 0.60), ((0, 0, 0), 0.50)]
+    assert SPACE.cost((1, 1, 0)) <= SPACE.uniform_cost(2) < SPACE.cost((3, 3, 3))
+    plain = rerank_front(SPACE, budget, hist[:1] + hist[2:], lambda a: [0.7] * len(a), [0.0],
+                         top_k=1)
+    assert (1, 1, 0) not in plain[0].candidates
+    front = rerank_front(SPACE, budget, hist, lambda a: [0.7 + 0.1 * (x == (3, 3, 3)) for x in a],
+                         [0.0], top_k=1)
+    assert (1, 1, 0) in front[0].candidates and front[0].arch == (3, 3, 3)
+
+
 def test_front_rejects_an_empty_grid() -> None:
     with pytest.raises(ConfigError, match="lams"):
         rerank_front(SPACE, 10_000, [((0, 0, 0), 0.5)], lambda a: [0.5] * len(a), [])
