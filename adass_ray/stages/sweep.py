@@ -1,8 +1,9 @@
 """Stage recipe ``sweep``: Ray Tune over λ × budget on one supernet, and the Pareto front.
 
-Writes into ``out``: ``pareto.csv`` (every trial: embedding params, supernet validation AUC,
-``on_front``, λ, budget, sizes), ``pareto.png`` (trials, the front, the uniform baselines),
-``sweep.json`` (trials, front, baselines, winner) and, with ``retrain_best`` seeds, the winner's
+Writes into ``out``: ``pareto.csv`` (every scored point: the λ picks, each trial's own pick,
+the rest of the pooled short lists; embedding params, supernet validation AUC, ``on_front``, λ,
+budget, sizes), ``pareto.png`` (the λ picks, the front, the uniform baselines), ``sweep.json``
+(trials, selections, pool, front, baselines, winner) and, with ``retrain_best`` seeds, the winner's
 ``best/sizes.json`` and its retrained models in ``best/``.
 """
 
