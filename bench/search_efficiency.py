@@ -72,14 +72,15 @@ def main() -> None:
     test = validation_subsample(ShardLoader(args.data, ctx.fm, split="test", shuffle=False),
                                 args.test_rows, 0)
     ev_t = CachedEvaluator(ctx.net, test)
+    budgets = [(text, Budget.parse(text).resolve(space, d_base=base.d_base))
+               for text in args.budgets.split(",")]  # bad input fails before any output
     print(f"{space.num_fields} fields, sizes {space.candidate_sizes}; Q_A / Q_B on "
           f"{ev_a.labels.size} / {ev_b.labels.size} validation rows, Q_T on {ev_t.labels.size} "
           f"test rows; {args.seeds} seeds; SearchConfig {' '.join(args.overrides) or 'defaults'}")
     print("| budget | iterations | evals | Q_T ours | Q_T random | Q_T evolution "
           "| ours − random [95 % CI] | ours − evolution [95 % CI] |")
     print("|---|---|---|---|---|---|---|---|")
-    for text in args.budgets.split(","):
-        budget = Budget.parse(text).resolve(space, d_base=base.d_base)
+    for text, budget in budgets:
         for n in lengths:
             q: dict[str, list[float]] = {m: [] for m in METHODS}
             evals: dict[str, list[int]] = {m: [] for m in METHODS}

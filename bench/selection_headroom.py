@@ -14,7 +14,7 @@ selection saw:
   best Q_A; random search and evolution: their best Q_A;
 - ``additive fit``: a ridge fit Q_A ≈ Σ_f β[f, s_f] over the whole history (each (field, size)
   an indicator), maximised under the budget by the exact knapsack (a pair never evaluated is
-  never chosen). It pools every evaluation, so it should smooth the row noise of single scores;
+  chosen only where nothing else fits). It pools every evaluation, so it should smooth the row noise of single scores;
 - ``best on list``: the best Q_T among the re-ranked candidates, an oracle no rule can beat
   with that short list: its gap to ``re-ranked`` is all any re-ranking rule could still gain.
 
@@ -94,6 +94,8 @@ def main() -> None:
     test = validation_subsample(ShardLoader(args.data, ctx.fm, split="test", shuffle=False),
                                 args.test_rows, 0)
     ev_t = CachedEvaluator(ctx.net, test)
+    budgets = [(text, Budget.parse(text).resolve(space, d_base=base.d_base))
+               for text in args.budgets.split(",")]  # bad input fails before any output
     print(f"{space.num_fields} fields, sizes {space.candidate_sizes}; Q_A / Q_B on "
           f"{ev_a.labels.size} / {ev_b.labels.size} validation rows, Q_T on {ev_t.labels.size} "
           f"test rows; {args.seeds} seeds, {base.iterations} iterations; SearchConfig "
@@ -101,8 +103,7 @@ def main() -> None:
     print("| budget | method | " + " | ".join(f"Q_T {r}" for r in RULES)
           + " | no re-rank − re-ranked | additive fit − re-ranked |")
     print("|---|---|" + "---|" * (len(RULES) + 2))
-    for text in args.budgets.split(","):
-        budget = Budget.parse(text).resolve(space, d_base=base.d_base)
+    for text, budget in budgets:
         q = {m: {r: [] for r in RULES} for m in METHODS}
         for seed in range(args.seeds):
             cfg = replace(base, seed=seed)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import sys
@@ -42,19 +43,33 @@ SEARCHES = {"ours": "AdaS&S (ours)", "random search": "random search", "evolutio
 NULL = "uniform matched to budget"
 
 
-def _unit(work: Path, method: str, budget: str, seed: int) -> dict[str, Any]:
-    path = work / f"method-{slug(method)}-b{budget}-seed{seed}.json"
+def _read(path: Path, key: str, missing: str) -> Any:
+    """``key`` of a stored unit; a missing or unreadable unit is a one-line error."""
     if not path.is_file():
-        raise ConfigError(f"{path.name} is missing: run the report with --methods including "
-                          f"'{method}' (and '{NULL}')")
-    return dict(json.loads(path.read_text()))
+        raise ConfigError(f"{path.name} is missing: {missing}")
+    try:
+        return json.loads(path.read_text())[key]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not a finished unit ({type(e).__name__}: {e})") from None
+
+
+def _sizes(work: Path, method: str, budget: str, seed: int) -> list[int]:
+    path = work / f"method-{slug(method)}-b{budget}-seed{seed}.json"
+    return list(_read(path, "sizes", f"run the report with --methods including '{method}' "
+                                     f"(and '{NULL}')"))
 
 
 def _test_auc(work: Path, sizes: list[int], seed: int) -> float:
     path = work / f"retrain-{'-'.join(map(str, sizes))}-seed{seed}.json"
-    if not path.is_file():
-        raise ConfigError(f"{path.name} is missing: the report ran without retraining")
-    return float(json.loads(path.read_text())["test_auc"])
+    return float(_read(path, "test_auc", "the report ran without retraining"))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def main() -> None:
@@ -68,8 +83,8 @@ def main() -> None:
         zs = [float(x) for x in args.z.split(",")]
     except ValueError:
         ap.error(f"--z {args.z!r}: expected comma-separated numbers")
-    if not zs or min(zs) < 0:
-        ap.error(f"--z {args.z!r}: every threshold must be >= 0")
+    if not zs or not all(math.isfinite(z) and z >= 0 for z in zs):
+        ap.error(f"--z {args.z!r}: every threshold must be a finite number >= 0")
     torch.set_num_threads(1)
     work = Path(args.report) / "work"
     cfg = configio.load(SearchConfig, None, args.overrides)
@@ -78,11 +93,11 @@ def main() -> None:
     ctx = load_context(args.data, supernet_dir(work, REFERENCE_VARIANT), val_rows=cfg.val_rows,
                        seed=SPLIT_SEED)
     ev, space = ctx.evaluator_b, ctx.space
-    pattern = re.compile(rf"method-{re.escape(slug(NULL))}-b([0-9.]+)-seed(\d+)\.json")
+    pattern = re.compile(rf"method-{re.escape(slug(NULL))}-b(.+)-seed(\d+)\.json")
     found = [m.groups() for p in sorted(work.iterdir()) if (m := pattern.fullmatch(p.name))]
     if not found:
         raise ConfigError(f"{args.report}: no '{NULL}' units; run the report with that method")
-    budgets = sorted({b for b, _ in found}, key=float)
+    budgets = sorted({b for b, _ in found}, key=lambda b: (not _is_number(b), b))
     seeds = sorted({int(s) for _, s in found})
     print(f"{args.report}: budgets {', '.join(budgets)}; {len(seeds)} seeds; Q_B on "
           f"{ev.labels.size} selection rows")
@@ -91,11 +106,11 @@ def main() -> None:
             z: {m: [] for m in SEARCHES} for z in (None, *zs)}  # None: the picks as run
         leads: list[float] = []
         for seed in seeds:
-            null = _unit(work, NULL, budget, seed)
-            a_null = space.arch_of(tuple(null["sizes"]))
+            null = _sizes(work, NULL, budget, seed)
+            a_null = space.arch_of(tuple(null))
             for name, method in SEARCHES.items():
-                pick = _unit(work, method, budget, seed)
-                a_pick = space.arch_of(tuple(pick["sizes"]))
+                pick = _sizes(work, method, budget, seed)
+                a_pick = space.arch_of(tuple(pick))
                 lead, se = 0.0, 0.0
                 if a_pick != a_null:
                     q = ev.evaluate([a_pick, a_null])
@@ -104,10 +119,10 @@ def main() -> None:
                     se = float(paired_bootstrap_se(np.asarray(ev.labels), logits, 0)[1])
                 if name == "ours" and a_pick != a_null:
                     leads.append(lead / se if se > 0 else float("inf"))
-                auc[None][name].append(_test_auc(work, pick["sizes"], seed))
+                auc[None][name].append(_test_auc(work, pick, seed))
                 for z in zs:
                     keep = a_pick == a_null or lead > z * se
-                    chosen = pick["sizes"] if keep else null["sizes"]
+                    chosen = pick if keep else null
                     auc[z][name].append(_test_auc(work, chosen, seed))
         same = len(seeds) - len(leads)
         lead_text = (f"median {statistics.median(leads):.2f} SE (min {min(leads):.2f})"

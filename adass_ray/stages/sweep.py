@@ -1,9 +1,10 @@
 """Stage recipe ``sweep``: Ray Tune over λ × budget on one supernet, and the Pareto front.
 
-Writes into ``out``: ``pareto.csv`` (every scored point: the λ picks, each trial's own pick,
-the rest of the pooled short lists; embedding params, supernet validation AUC, ``on_front``, λ,
-budget, sizes), ``pareto.png`` (the λ picks, the front, the uniform baselines), ``sweep.json``
-(trials, selections, pool, front, baselines, winner) and, with ``retrain_best`` seeds, the winner's
+Writes into ``out``: ``pareto.csv`` (the λ picks, each trial's own pick and the rest of the
+pooled short lists, each scored on the selection half: embedding params, supernet validation
+AUC, ``on_front``, λ, budget, sizes), ``pareto.png`` (the λ picks, the front, the uniform
+baselines), ``sweep.json`` (trials, selections, pool, front, baselines, winner) and, with
+``retrain_best`` seeds, the winner's
 ``best/sizes.json`` and its retrained models in ``best/``.
 """
 
@@ -47,8 +48,11 @@ def sweep(
 ) -> dict[str, Any]:
     """Ray Tune over λ × budget against one supernet; the Pareto front as CSV, PNG and MLflow.
 
-    The winner is the trial with the highest supernet AUC (ties: fewer parameters): the top of
-    the front. A killed sweep continues with ``resume`` (its parent MLflow run too).
+    The winner is the λ pick or trial's own pick with the highest supernet AUC (ties: fewer
+    parameters). The other pool points are on the front but cannot win: with ``tie_se`` the λ = 0
+    pick is deliberately not the raw best Q_B, and the best of the whole pool on the same rows
+    is the most optimistic score there is. A killed sweep continues with ``resume`` (its parent
+    MLflow run too).
     ``lams=None`` scales the λ grid to the data (:func:`~adass_ray.pareto.auto_lams` over the
     uniform architectures' Q_B at these budgets and each field's first step up from the
     cheapest architecture); ``sweep.json`` records the grid used.
@@ -150,8 +154,9 @@ def sweep(
             baselines=baselines,
             title=f"{fm.name}: {len(scored)} sweep trials, {len(front)} on the front",
         )
-        # the top of the front: pooled picks and the trials' own (pooled first on a tie)
-        winner = max(candidates, key=lambda r: (r["quality"], -r["cost"]))
+        # the λ picks and the trials' own (pooled first on a tie); not the rest of the pool
+        winner = max((r for r in candidates if r["source"] != "pool"),
+                     key=lambda r: (r["quality"], -r["cost"]))
         summary: dict[str, Any] = {
             "trials": records,
             "selections": selections,
@@ -273,6 +278,8 @@ def _pooled_front(ctx: SearchContext, records: list[dict[str, Any]], lams: tuple
                         "repaired": int(sel.repaired),
                         "sizes": dict(zip(ctx.fm.field_names, sel.sizes, strict=True))})
         picked.update(sel.arch for sel in chosen)
+        picked.update(space.arch_of(tuple(r["sizes"][n] for n in ctx.fm.field_names))
+                      for r in group)  # the trials' own picks are on the front already
         cands = [a for a in chosen[0].candidates if a not in pool] if chosen else []
         for arch, q_b in zip(cands, score_b(cands), strict=True):  # memoised: no new scoring
             if math.isnan(float(q_b)):
