@@ -309,8 +309,7 @@ def main() -> None:
     for field in ("iterations", "archs_per_iter", "lr", "warmup_iters", "lr_ramp_iters",
                   "top_k", "budget_weight", "entropy_weight", "adv_eps", "dual_lr"):
         default = getattr(base, field)
-        kind = int if field in ("warmup_iters", "lr_ramp_iters") else type(default)  # None: auto
-        ap.add_argument("--" + field.replace("_", "-"), type=kind, default=default)
+        ap.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
     ap.add_argument("--h", default=base.h)
     ap.add_argument("--controller", default=base.controller)
     ap.add_argument("--no-competition", action="store_true")

@@ -4,7 +4,7 @@ Pure torch (no Ray): a Ray actor wraps one of these, and a single process can ru
 Each :meth:`SearchAgent.step`
 
 1. proposes ``archs_per_iter`` architectures: uniform random ones during the RL warm-up
-   (the first :attr:`SearchConfig.warmup` iterations), the policy's samples afterwards;
+   (the first ``warmup_iters`` iterations), the policy's samples afterwards;
 2. repairs every proposal to C ≤ B (:func:`~adass_ray.search.space.repair`) *before* scoring,
    so no evaluation is spent on an infeasible architecture, and scores the repaired ones (Q_A);
 3. updates the policy on :class:`~adass_ray.search.penalty.Objective`, crediting the repaired
@@ -44,13 +44,6 @@ def controller_seed(seed: int, index: int) -> int:
     return MAX_CONTROLLERS * int(seed) + int(index)
 
 
-# Shares of the run for the RL warm-up and the learning-rate ramp when not given in iterations:
-# 5 and 10 of the default 60 iterations (chosen on bench/controller_probe.py), kept in
-# proportion for shorter or longer searches (DESIGN.md: warm-ups are fractions of the run).
-WARMUP_SHARE = 1 / 12
-RAMP_SHARE = 1 / 6
-
-
 @dataclass(frozen=True)
 class SearchConfig:
     """Stage 2 settings (lr, top_k, h, warm-up and budget weight were chosen with
@@ -76,11 +69,8 @@ class SearchConfig:
             also requests one unit of, e.g. ``search_slot`` on ``cluster.yaml``'s GPU nodes.
         mode: ``budget`` (hard cap + two-sided expected-cost term) or ``tradeoff`` (Q − λ·C/B
             under the hard cap, for λ sweeps).
-        warmup_iters: iterations of repaired uniform-random proposals before the policy's;
-            None (the default): 1/12 of ``iterations``, rounded (5 of 60, 1 of 10), so a short
-            search is not mostly warm-up (:attr:`warmup`).
-        lr_ramp_iters: updates over which the learning rate rises linearly to ``lr``; None
-            (the default): 1/6 of ``iterations``, rounded (10 of 60) (:attr:`lr_ramp`).
+        warmup_iters: iterations of repaired uniform-random proposals before the policy's.
+        lr_ramp_iters: updates over which the learning rate rises linearly to ``lr``.
         top_k: architectures by Q_A that selection re-scores on Q_B.
         tie_se: selection's noise band in the budget mode: candidates whose Q_B is within this
             many paired-bootstrap standard errors of the best tie, and the one that uses the
@@ -113,8 +103,8 @@ class SearchConfig:
     seed: int = 0
     actor_resource: str = ""
     mode: str = "budget"
-    warmup_iters: int | None = None
-    lr_ramp_iters: int | None = None
+    warmup_iters: int = 5
+    lr_ramp_iters: int = 10
     top_k: int = 16
     tie_se: float = 0.0
     occam: float = 0.0
@@ -141,7 +131,7 @@ class SearchConfig:
             (self.val_rows >= 10, f"val_rows must be >= 10, got {self.val_rows}"),
             (self.mode in MODES, f"mode {self.mode!r}: expected one of {list(MODES)}"),
             (self.h in H_KINDS, f"h {self.h!r}: expected one of {list(H_KINDS)}"),
-            ((self.warmup_iters or 0) >= 0 and (self.lr_ramp_iters or 0) >= 0 and self.top_k >= 0
+            (self.warmup_iters >= 0 and self.lr_ramp_iters >= 0 and self.top_k >= 0
              and self.tie_se >= 0 and self.occam >= 0 and math.isfinite(self.occam),
              "warmup_iters, lr_ramp_iters, top_k, tie_se and occam must be >= 0"),
             (self.budget_weight >= 0 and self.dual_lr >= 0 and self.adv_eps > 0
@@ -151,20 +141,6 @@ class SearchConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
-
-    @property
-    def warmup(self) -> int:
-        """Warm-up iterations: ``warmup_iters``, else 1/12 of ``iterations`` (rounded)."""
-        if self.warmup_iters is not None:
-            return self.warmup_iters
-        return int(self.iterations * WARMUP_SHARE + 0.5)
-
-    @property
-    def lr_ramp(self) -> int:
-        """Learning-rate ramp in updates: ``lr_ramp_iters``, else 1/6 of ``iterations``."""
-        if self.lr_ramp_iters is not None:
-            return self.lr_ramp_iters
-        return int(self.iterations * RAMP_SHARE + 0.5)
 
     def lam_of(self, i: int) -> float:
         """λ of controller ``i`` (``lams[i]``, else ``lam``)."""
@@ -201,7 +177,7 @@ class SearchAgent:
         self.controller = build_controller(
             config.controller, num_fields=space.num_fields, num_candidates=space.num_candidates,
             lr=config.lr, entropy_weight=config.entropy_weight,
-            seed=controller_seed(config.seed, index), lr_ramp=config.lr_ramp,
+            seed=controller_seed(config.seed, index), lr_ramp=config.lr_ramp_iters,
         )
         self.objective = Objective(mode=config.mode, lam=self.lam,
                                    budget_weight=config.budget_weight, h=config.h,
@@ -227,7 +203,7 @@ class SearchAgent:
             (the raw proposal), ``proposed_cost``, ``proposed_feasible`` and ``warmup``.
         """
         cfg, space = self.cfg, self.space
-        warm = self.iteration < cfg.warmup
+        warm = self.iteration < cfg.warmup_iters
         raw = self._uniform(cfg.archs_per_iter) if warm else [
             tuple(int(i) for i in a) for a in self.controller.propose(cfg.archs_per_iter)]
         archs = [repair(space, a, self.budget) for a in raw]

@@ -158,12 +158,3 @@ def test_searches_with_adjacent_seeds_share_no_controller() -> None:
     assert len({controller_seed(s, i) for s in range(50) for i in range(8)}) == 400
     with pytest.raises(ConfigError, match="controllers"):
         SearchConfig(controllers=MAX_CONTROLLERS + 1)
-
-
-def test_warmup_and_ramp_are_shares_of_the_run_unless_given() -> None:
-    assert (SearchConfig().warmup, SearchConfig().lr_ramp) == (5, 10)  # the default 60
-    short = SearchConfig(iterations=10)
-    assert (short.warmup, short.lr_ramp) == (1, 2)  # not half the run spent on warm-up
-    assert (SearchConfig(iterations=1).warmup, SearchConfig(iterations=240).warmup) == (0, 20)
-    given = SearchConfig(iterations=10, warmup_iters=4, lr_ramp_iters=0)
-    assert (given.warmup, given.lr_ramp) == (4, 0)
