@@ -14,7 +14,8 @@ selection saw:
   best Q_A; random search and evolution: their best Q_A;
 - ``additive fit``: a ridge fit Q_A ≈ Σ_f β[f, s_f] over the whole history (each (field, size)
   an indicator), maximised under the budget by the exact knapsack (a pair never evaluated is
-  chosen only where nothing else fits). It pools every evaluation, so it should smooth the row noise of single scores;
+  chosen only where nothing else fits). It pools every evaluation, so it should smooth the
+  row noise of single scores;
 - ``best on list``: the best Q_T among the re-ranked candidates, an oracle no rule can beat
   with that short list: its gap to ``re-ranked`` is all any re-ranking rule could still gain.
 
