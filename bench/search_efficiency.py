@@ -28,23 +28,15 @@ import argparse
 import statistics
 import sys
 from dataclasses import replace
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adass_ray import configio
-from adass_ray.data.loader import ShardLoader
-from adass_ray.errors import AdassError
-from adass_ray.harness.render import ci_text
-from adass_ray.harness.stats import paired
-from adass_ray.search.agent import SearchConfig
-from adass_ray.search.baselines import evolutionary_search, random_search
-from adass_ray.search.context import load_context
-from adass_ray.search.driver import search_local
-from adass_ray.search.evaluator import CachedEvaluator, validation_subsample
-from adass_ray.search.selection import rerank
-from adass_ray.search.space import Budget
-
-METHODS = ("ours", "random search", "evolution")
+from adass_ray.errors import AdassError  # noqa: E402
+from adass_ray.harness.render import ci_text  # noqa: E402
+from adass_ray.harness.stats import paired  # noqa: E402
+from adass_ray.search.selection import rerank  # noqa: E402
+from bench.searches import METHODS, load, run_searches  # noqa: E402
 
 
 def main() -> None:
@@ -63,40 +55,22 @@ def main() -> None:
         ap.error(f"--iterations {args.iterations!r}: expected comma-separated integers")
     if args.seeds < 2 or min(lengths) < 1:
         ap.error("--seeds must be >= 2 (a paired interval) and every search length >= 1")
-    torch.set_num_threads(1)
-    base = configio.load(SearchConfig, None, args.overrides)
-    if base.mode != "budget":
-        ap.error(f"mode={base.mode}: this bench compares the budget mode's searches")
-    ctx = load_context(args.data, args.supernet, val_rows=base.val_rows, seed=0)
-    space, ev_a, ev_b = ctx.space, ctx.evaluator_a, ctx.evaluator_b
-    test = validation_subsample(ShardLoader(args.data, ctx.fm, split="test", shuffle=False),
-                                args.test_rows, 0)
-    ev_t = CachedEvaluator(ctx.net, test)
-    budgets = [(text, Budget.parse(text).resolve(space, d_base=base.d_base))
-               for text in args.budgets.split(",")]  # bad input fails before any output
-    print(f"{space.num_fields} fields, sizes {space.candidate_sizes}; Q_A / Q_B on "
-          f"{ev_a.labels.size} / {ev_b.labels.size} validation rows, Q_T on {ev_t.labels.size} "
-          f"test rows; {args.seeds} seeds; SearchConfig {' '.join(args.overrides) or 'defaults'}")
+    bench = load(ap, args)
+    print(f"{bench.describe()}; {args.seeds} seeds; SearchConfig "
+          f"{' '.join(args.overrides) or 'defaults'}")
     print("| budget | iterations | evals | Q_T ours | Q_T random | Q_T evolution "
           "| ours − random [95 % CI] | ours − evolution [95 % CI] |")
     print("|---|---|---|---|---|---|---|---|")
-    for text, budget in budgets:
+    for text, budget in bench.budgets:
         for n in lengths:
             q: dict[str, list[float]] = {m: [] for m in METHODS}
             evals: dict[str, list[int]] = {m: [] for m in METHODS}
             for seed in range(args.seeds):
-                cfg = replace(base, iterations=n, seed=seed)
-                state, extra = search_local(ev_a, space, budget, cfg)
-                hist = [(tuple(r["arch"]), float(r["quality"])) for r in state.history]
-                count = len({a for a, _ in hist})
-                found = {"ours": (hist, extra)}
-                for name, fn in (("random search", random_search), ("evolution",
-                                                                     evolutionary_search)):
-                    found[name] = (fn(ev_a, space, budget, count, seed), [])
-                for name, (h, ex) in found.items():
-                    sel = rerank(space, budget, h, ev_b, top_k=cfg.top_k, extra=ex,
+                cfg = replace(bench.base, iterations=n, seed=seed)
+                for name, (h, ex) in run_searches(bench, budget, cfg).items():
+                    sel = rerank(bench.space, budget, h, bench.ev_b, top_k=cfg.top_k, extra=ex,
                                  tie_se=cfg.tie_se, occam=cfg.occam)
-                    q[name].append(ev_t.evaluate([sel.arch])[0])
+                    q[name].append(bench.ev_t.evaluate([sel.arch])[0])
                     evals[name].append(len({a for a, _ in h}))
             r, e = paired(q["ours"], q["random search"]), paired(q["ours"], q["evolution"])
             counts = {m: statistics.mean(v) for m, v in evals.items()}

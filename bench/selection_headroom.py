@@ -33,25 +33,20 @@ import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from adass_ray import configio
-from adass_ray.data.loader import ShardLoader
-from adass_ray.errors import AdassError
-from adass_ray.harness.render import ci_text
-from adass_ray.harness.stats import paired
-from adass_ray.search.agent import SearchConfig
-from adass_ray.search.baselines import evolutionary_search, random_search
-from adass_ray.search.context import load_context
-from adass_ray.search.driver import search_local
-from adass_ray.search.evaluator import CachedEvaluator, validation_subsample
-from adass_ray.search.knapsack import solve_mckp
-from adass_ray.search.selection import rerank, top_k
-from adass_ray.search.space import Arch, Budget, SearchSpace
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-METHODS = ("ours", "random search", "evolution")
+from adass_ray.errors import AdassError  # noqa: E402
+from adass_ray.harness.render import ci_text  # noqa: E402
+from adass_ray.harness.stats import paired  # noqa: E402
+from adass_ray.search.knapsack import solve_mckp  # noqa: E402
+from adass_ray.search.selection import rerank, top_k  # noqa: E402
+from adass_ray.search.space import Arch, SearchSpace  # noqa: E402
+from bench.searches import METHODS, load, run_searches  # noqa: E402
+
 RULES = ("re-ranked", "no re-rank", "additive fit", "best on list")
 RIDGE = 1e-3  # per evaluation: a light pull of rarely seen (field, size) pairs towards 0
 
@@ -68,9 +63,7 @@ def additive_pick(space: SearchSpace, history: Sequence[tuple[Arch, float]],
     beta = np.linalg.solve(gram, x.T @ (q - q.mean())).reshape(f, k)
     seen = x.sum(axis=0).reshape(f, k) > 0
     floor = beta.min() - 1.0  # below every fitted value: an unseen pair only where forced
-    costs = np.outer(np.asarray(space.vocab_sizes, dtype=np.int64),
-                     np.asarray(space.candidate_sizes, dtype=np.int64))
-    arch = solve_mckp(np.where(seen, beta, floor), costs, budget)
+    arch = solve_mckp(np.where(seen, beta, floor), space.cost_table(), budget)
     assert arch is not None  # the history holds feasible architectures, so one fits
     return tuple(int(i) for i in arch)
 
@@ -86,36 +79,19 @@ def main() -> None:
     args = ap.parse_intermixed_args()  # options may sit between the positionals
     if args.seeds < 2:
         ap.error("--seeds must be >= 2 (a paired interval)")
-    torch.set_num_threads(1)
-    base = configio.load(SearchConfig, None, args.overrides)
-    if base.mode != "budget":
-        ap.error(f"mode={base.mode}: this bench compares the budget mode's selections")
-    ctx = load_context(args.data, args.supernet, val_rows=base.val_rows, seed=0)
-    space, ev_a, ev_b = ctx.space, ctx.evaluator_a, ctx.evaluator_b
-    test = validation_subsample(ShardLoader(args.data, ctx.fm, split="test", shuffle=False),
-                                args.test_rows, 0)
-    ev_t = CachedEvaluator(ctx.net, test)
-    budgets = [(text, Budget.parse(text).resolve(space, d_base=base.d_base))
-               for text in args.budgets.split(",")]  # bad input fails before any output
-    print(f"{space.num_fields} fields, sizes {space.candidate_sizes}; Q_A / Q_B on "
-          f"{ev_a.labels.size} / {ev_b.labels.size} validation rows, Q_T on {ev_t.labels.size} "
-          f"test rows; {args.seeds} seeds, {base.iterations} iterations; SearchConfig "
-          f"{' '.join(args.overrides) or 'defaults'}")
+    bench = load(ap, args)
+    space, ev_a, ev_t = bench.space, bench.ev_a, bench.ev_t
+    print(f"{bench.describe()}; {args.seeds} seeds, {bench.base.iterations} iterations; "
+          f"SearchConfig {' '.join(args.overrides) or 'defaults'}")
     print("| budget | method | " + " | ".join(f"Q_T {r}" for r in RULES)
           + " | no re-rank − re-ranked | additive fit − re-ranked |")
     print("|---|---|" + "---|" * (len(RULES) + 2))
-    for text, budget in budgets:
+    for text, budget in bench.budgets:
         q = {m: {r: [] for r in RULES} for m in METHODS}
         for seed in range(args.seeds):
-            cfg = replace(base, seed=seed)
-            state, extra = search_local(ev_a, space, budget, cfg)
-            hist = [(tuple(r["arch"]), float(r["quality"])) for r in state.history]
-            count = len({a for a, _ in hist})
-            found = {"ours": (hist, extra),
-                     "random search": (random_search(ev_a, space, budget, count, seed), []),
-                     "evolution": (evolutionary_search(ev_a, space, budget, count, seed), [])}
-            for name, (h, ex) in found.items():
-                sel = rerank(space, budget, h, ev_b, top_k=cfg.top_k, extra=ex,
+            cfg = replace(bench.base, seed=seed)
+            for name, (h, ex) in run_searches(bench, budget, cfg).items():
+                sel = rerank(space, budget, h, bench.ev_b, top_k=cfg.top_k, extra=ex,
                              tie_se=cfg.tie_se, occam=cfg.occam)
                 if ex:  # the policy's own answer: its argmax that scored best on A
                     q_a = ev_a.evaluate(list(ex))

@@ -7,21 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adass_ray.data import synthetic
-from adass_ray.data.feature_map import FeatureMap
-from adass_ray.model.checkpoint import save_model
-from adass_ray.model.config import ModelConfig, build_supernet
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_search_efficiency_table(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=0), data)
-    fm = FeatureMap.load(data)
-    cfg = ModelConfig(hidden=(8,), candidate_sizes=(1, 2, 4))
-    save_model(tmp_path / "net" / "model.pt", kind="supernet", model=build_supernet(fm, cfg),
-               model_config=cfg, fm=fm)
+def test_search_efficiency_table(tmp_path: Path, tiny_supernet) -> None:
+    data = tiny_supernet(tmp_path / "net")
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "search_efficiency.py"), str(data),
          str(tmp_path / "net"), "--budgets", "0.5,0.8", "--seeds", "2", "--iterations", "2,3",

@@ -9,10 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adass_ray.data import synthetic
-from adass_ray.data.feature_map import FeatureMap
-from adass_ray.model.checkpoint import save_model
-from adass_ray.model.config import ModelConfig, build_supernet
 from adass_ray.search.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,13 +38,8 @@ def test_additive_pick_recovers_an_additive_landscape_under_the_budget() -> None
     assert _bench().additive_pick(space, partial, 10_000)[2] != 3
 
 
-def test_selection_headroom_table(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=0), data)
-    fm = FeatureMap.load(data)
-    cfg = ModelConfig(hidden=(8,), candidate_sizes=(1, 2, 4))
-    save_model(tmp_path / "net" / "model.pt", kind="supernet", model=build_supernet(fm, cfg),
-               model_config=cfg, fm=fm)
+def test_selection_headroom_table(tmp_path: Path, tiny_supernet) -> None:
+    data = tiny_supernet(tmp_path / "net")
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "selection_headroom.py"), str(data),
          str(tmp_path / "net"), "--budgets", "0.5", "--seeds", "2", "d_base=4",

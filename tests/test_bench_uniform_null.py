@@ -8,26 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adass_ray.data import synthetic
 from adass_ray.data.feature_map import FeatureMap
-from adass_ray.model.checkpoint import save_model
-from adass_ray.model.config import ModelConfig, build_supernet
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "uniform_null.py"
 
 
-def _report(tmp_path: Path) -> tuple[Path, Path]:
+def _report(tmp_path: Path, tiny_supernet) -> tuple[Path, Path]:
     """A finished report's work/ in miniature: a supernet, the units of four methods at one
     budget and two seeds, and made-up retrained test AUCs for their sizes."""
-    data = tmp_path / "data"
-    synthetic.generate_dataset(synthetic.SyntheticSpec.preset("tiny", rows=3000, seed=0), data)
-    fm = FeatureMap.load(data)
-    cfg = ModelConfig(hidden=(8,), candidate_sizes=(1, 2, 4))
     work = tmp_path / "report" / "work"
-    save_model(work / "supernet-adaptive" / "model.pt", kind="supernet",
-               model=build_supernet(fm, cfg), model_config=cfg, fm=fm)
-    n = len(fm.field_names)
+    data = tiny_supernet(work / "supernet-adaptive")
+    n = len(FeatureMap.load(data).field_names)
     uniform, other = [2] * n, [4] + [1] * (n - 1)
     picks = {"adas-s-ours": other, "random-search": other, "evolution": uniform,
              "uniform-matched-to-budget": uniform}
@@ -42,8 +34,8 @@ def _report(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "report", data
 
 
-def test_the_replay_reads_the_units_and_applies_the_rule(tmp_path: Path) -> None:
-    report, data = _report(tmp_path)
+def test_the_replay_reads_the_units_and_applies_the_rule(tmp_path: Path, tiny_supernet) -> None:
+    report, data = _report(tmp_path, tiny_supernet)
     out = subprocess.run(
         [sys.executable, str(BENCH), str(report), str(data), "--z", "1000000"],
         capture_output=True, text=True, timeout=300, check=True, cwd=ROOT,
@@ -60,8 +52,9 @@ def test_the_replay_reads_the_units_and_applies_the_rule(tmp_path: Path) -> None
     assert float(strict[1].rstrip(";")) == 0.705 and float(strict[2]) == -0.05
 
 
-def test_a_report_without_the_uniform_units_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    report, data = _report(tmp_path)
+def test_a_report_without_the_uniform_units_is_one_line_and_exit_2(tmp_path: Path,
+                                                                   tiny_supernet) -> None:
+    report, data = _report(tmp_path, tiny_supernet)
     for p in (report / "work").glob("method-uniform-matched-to-budget-*"):
         p.unlink()
     run = subprocess.run([sys.executable, str(BENCH), str(report), str(data)],

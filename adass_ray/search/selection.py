@@ -80,9 +80,7 @@ def constrained_argmax(space: SearchSpace, log_probs: torch.Tensor | np.ndarray,
     if budget < space.min_cost():
         raise ConfigError(f"budget {budget:,} params is below the smallest architecture "
                           f"({space.min_cost():,}); nothing fits")
-    costs = np.outer(np.asarray(space.vocab_sizes, dtype=np.int64),
-                     np.asarray(space.candidate_sizes, dtype=np.int64))
-    arch = solve_mckp(np.maximum(lp, LOG_FLOOR), costs, int(budget))
+    arch = solve_mckp(np.maximum(lp, LOG_FLOOR), space.cost_table(), int(budget))
     assert arch is not None and space.cost(arch) <= budget
     return arch
 

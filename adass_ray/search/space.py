@@ -133,6 +133,11 @@ class SearchSpace:
         archs = [(k,) * self.num_fields for k, s in enumerate(self.candidate_sizes) if s > 0]
         return [a for a in archs if budget is None or self.cost(a) <= budget]
 
+    def cost_table(self) -> np.ndarray:
+        """``[F, K]`` int64 parameters of field f at candidate k (V_f · s_k)."""
+        return np.outer(np.asarray(self.vocab_sizes, dtype=np.int64),
+                        np.asarray(self.candidate_sizes, dtype=np.int64))
+
     def random_arch(self, rng: np.random.Generator) -> Arch:
         """A uniformly random architecture drawn from ``rng``."""
         return tuple(int(i) for i in rng.integers(0, self.num_candidates, size=self.num_fields))
