@@ -41,7 +41,8 @@ from adass_ray.data.loader import ShardLoader
 from adass_ray.metrics import auc
 from adass_ray.model.backbones import BACKBONES
 from adass_ray.model.config import ModelConfig, build_supernet
-from adass_ray.search.evaluator import CachedEvaluator, naive_quality, validation_subsample
+from adass_ray.search.evaluator import CachedEvaluator, naive_quality
+from adass_ray.search.rows import validation_subsample
 
 SIZES = (1, 2, 4, 8, 16)
 # the prepared datasets' cardinalities (ids per field), from their feature maps

@@ -14,7 +14,8 @@ from adass_ray.search.agent import SearchConfig
 from adass_ray.search.baselines import evolutionary_search, random_search
 from adass_ray.search.context import load_context
 from adass_ray.search.driver import search_local
-from adass_ray.search.evaluator import CachedEvaluator, validation_subsample
+from adass_ray.search.evaluator import CachedEvaluator
+from adass_ray.search.rows import validation_subsample
 from adass_ray.search.space import Arch, Budget, SearchSpace
 
 METHODS = ("ours", "random search", "evolution")
@@ -47,7 +48,8 @@ def load(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Bench:
     base = configio.load(SearchConfig, None, args.overrides)
     if base.mode != "budget":
         ap.error(f"mode={base.mode}: this bench compares the budget mode's searches")
-    ctx = load_context(args.data, args.supernet, val_rows=base.val_rows, seed=0)
+    ctx = load_context(args.data, args.supernet, val_rows=base.val_rows, seed=0,
+                       select_rows=base.select_rows)
     test = validation_subsample(ShardLoader(args.data, ctx.fm, split="test", shuffle=False),
                                 args.test_rows, 0)
     budgets = [(text, Budget.parse(text).resolve(ctx.space, d_base=base.d_base))

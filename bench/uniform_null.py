@@ -9,7 +9,8 @@ selection half with the report's supernet (the same rows the harness selected on
 
     python bench/uniform_null.py REPORT DATA [--z 1,2] [key=value ...]
 
-``key=value`` pairs override SearchConfig as the report's did (``val_rows`` decides the rows).
+``key=value`` pairs override SearchConfig as the report's did (``val_rows`` and ``select_rows``
+decide the rows: ``select_rows=0`` for a report made before the selection half was topped up).
 Per budget it prints ours' Q_B lead over the uniform size in standard errors (median over the
 seeds), then per z: ours' mean test AUC, ours at z − ours as run, and ours − random search /
 evolution, each a paired 95 % t interval over the seeds.
@@ -91,7 +92,7 @@ def main() -> None:
     if not supernet_dir(work, REFERENCE_VARIANT).is_dir():
         raise ConfigError(f"{args.report}: no report's supernet in work/ (is it a report --out?)")
     ctx = load_context(args.data, supernet_dir(work, REFERENCE_VARIANT), val_rows=cfg.val_rows,
-                       seed=SPLIT_SEED)
+                       seed=SPLIT_SEED, select_rows=cfg.select_rows)
     ev, space = ctx.evaluator_b, ctx.space
     pattern = re.compile(rf"method-{re.escape(slug(NULL))}-b(.+)-seed(\d+)\.json")
     found = [m.groups() for p in sorted(work.iterdir()) if (m := pattern.fullmatch(p.name))]

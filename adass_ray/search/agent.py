@@ -62,6 +62,10 @@ class SearchConfig:
         competition: the exact, per-field expected-cost term (True) or its REINFORCE estimate
             shared by every field (False: the ablation).
         val_rows: rows of the validation split scored (split into search and selection halves).
+        select_rows: rows of the selection half: where the validation split has more rows than
+            ``val_rows``, the half is topped up with rows the search never scores, up to this
+            many (0: the subsample's half only). Selection scores a short list, so rows are
+            cheap there; its evaluator holds rows × fields × sizes × d floats.
         d_base: the uniform baseline's size (budgets given as ratios refer to it).
         seed: controller ``i`` is seeded with ``1000 · seed + i`` (so searches with different
             seeds share no controller); the validation rows use ``seed``.
@@ -99,6 +103,7 @@ class SearchConfig:
     mu: float = 0.0
     competition: bool = True
     val_rows: int = 10_000
+    select_rows: int = 30_000
     d_base: int = 16
     seed: int = 0
     actor_resource: str = ""
@@ -129,6 +134,7 @@ class SearchConfig:
             (not self.lams or len(self.lams) == self.controllers,
              f"lams has {len(self.lams)} values for {self.controllers} controllers"),
             (self.val_rows >= 10, f"val_rows must be >= 10, got {self.val_rows}"),
+            (self.select_rows >= 0, f"select_rows must be >= 0, got {self.select_rows}"),
             (self.mode in MODES, f"mode {self.mode!r}: expected one of {list(MODES)}"),
             (self.h in H_KINDS, f"h {self.h!r}: expected one of {list(H_KINDS)}"),
             (self.warmup_iters >= 0 and self.lr_ramp_iters >= 0 and self.top_k >= 0

@@ -17,7 +17,8 @@ from adass_ray.data.loader import ShardLoader
 from adass_ray.errors import ConfigError
 from adass_ray.model.checkpoint import load_model
 from adass_ray.model.supernet import Supernet
-from adass_ray.search.evaluator import CachedEvaluator, split_rows, validation_subsample
+from adass_ray.search.evaluator import CachedEvaluator
+from adass_ray.search.rows import search_and_selection_rows
 from adass_ray.search.space import SearchSpace
 
 
@@ -32,7 +33,9 @@ class SearchContext:
         space: the search space (the supernet's candidate sizes over the dataset's fields).
         batch_a, batch_b: ``batch`` split in two halves by label (seeded): the search scores
             on A (Q_A), selection re-ranks its short list on B (Q_B), so the result is not the
-            maximum of thousands of noisy scores on the rows that found it.
+            maximum of thousands of noisy scores on the rows that found it. Where the
+            validation split is larger than ``batch``, B also holds rows outside it (see
+            :func:`~adass_ray.search.evaluator.search_and_selection_rows`).
     """
 
     fm: FeatureMap
@@ -56,10 +59,11 @@ class SearchContext:
 
 
 def load_context(
-    data: str | Path, supernet: str | Path, *, val_rows: int, seed: int
+    data: str | Path, supernet: str | Path, *, val_rows: int, seed: int, select_rows: int = 0
 ) -> SearchContext:
     """Load the dataset, the supernet and ``val_rows`` seeded validation rows (once); ``seed``
-    picks the rows and their A/B split.
+    picks the rows and their A/B split; the selection half B is topped up to ``select_rows``
+    rows from the validation rows outside the subsample, where there are any.
 
     Raises:
         ConfigError: ``supernet`` holds a fixed-size model, not a supernet.
@@ -72,9 +76,10 @@ def load_context(
             f"{supernet} holds a {blob['kind']} model; give the train-supernet output folder"
         )
     loader = ShardLoader(data, fm, split="valid", shuffle=False)
-    batch = validation_subsample(loader, val_rows, seed)
+    batch, batch_a, batch_b = search_and_selection_rows(
+        loader.full_batch(), val_rows=val_rows, select_rows=select_rows, seed=seed
+    )
     space = SearchSpace.from_feature_map(fm, candidate_sizes=net.candidate_sizes)
-    batch_a, batch_b = split_rows(batch, seed=seed)
     return SearchContext(fm=fm, net=net, model_config=blob["model_config"], batch=batch,
                          space=space, batch_a=batch_a, batch_b=batch_b)
 

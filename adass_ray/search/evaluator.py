@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -32,9 +31,6 @@ from adass_ray.metrics import auc
 from adass_ray.model.folding import Fold, fold_backbone
 from adass_ray.model.supernet import Supernet
 from adass_ray.model.unifier import to_device
-
-if TYPE_CHECKING:
-    from adass_ray.data.loader import ShardLoader
 
 logger = logging.getLogger(__name__)
 
@@ -310,75 +306,3 @@ def naive_quality(supernet: Supernet, batch: Batch, arch: Sequence[int]) -> floa
     with _frozen(supernet):
         logits = supernet(batch.to(device), tuple(arch))
     return auc(batch.label, logits.double())
-
-
-def validation_subsample(loader_or_batch: ShardLoader | Batch, rows: int, seed: int) -> Batch:
-    """A seeded subset of rows (kept in their original order).
-
-    Args:
-        loader_or_batch: a :class:`~adass_ray.data.loader.ShardLoader` (its ``full_batch()``
-            is used) or a :class:`Batch`.
-        rows: how many rows; all of them when the source has fewer.
-        seed: picks the rows (the same seed gives the same rows).
-
-    Returns:
-        A :class:`Batch` of ``min(rows, N)`` rows.
-
-    Raises:
-        ConfigError: ``rows < 1``.
-    """
-    if rows < 1:
-        raise ConfigError(f"validation subsample of rows={rows}: need >= 1")
-    batch = loader_or_batch if isinstance(loader_or_batch, Batch) else loader_or_batch.full_batch()
-    n = len(batch)
-    if rows >= n:
-        if rows > n:
-            logger.info("validation subsample: %d rows asked, the source has %d; using all",
-                        rows, n)
-        return batch
-    g = torch.Generator().manual_seed(int(seed))
-    return _take(batch, torch.randperm(n, generator=g)[:rows].sort().values)
-
-
-def split_rows(batch: Batch, *, seed: int, fraction: float = 0.5) -> tuple[Batch, Batch]:
-    """Split validation rows into a search half (A) and a selection half (B), by label.
-
-    Each label class is shuffled (seeded) and ``round(fraction · n_class)`` of its rows go to A,
-    the rest to B, so both halves keep the label rate; rows keep their original order. Build one
-    :class:`CachedEvaluator` per half: Q_A drives the search, Q_B re-ranks its short list
-    (:func:`~adass_ray.search.selection.rerank`).
-
-    Args:
-        batch: the validation rows. seed: picks the split. fraction: the share that goes to A.
-
-    Returns:
-        ``(batch_a, batch_b)``: disjoint, together every row of ``batch``.
-
-    Raises:
-        ConfigError: ``fraction`` outside (0, 1).
-        DataError: a half would miss a label class (too few rows of one class).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"split fraction={fraction}: need 0 < fraction < 1")
-    g = torch.Generator().manual_seed(int(seed))
-    label = batch.label.detach().cpu()
-    parts: tuple[list[Tensor], list[Tensor]] = ([], [])
-    for value in (0.0, 1.0):
-        rows = torch.nonzero(label == value).flatten()
-        rows = rows[torch.randperm(len(rows), generator=g)]
-        cut = int(round(fraction * len(rows)))
-        if cut < 1 or cut >= len(rows):
-            raise DataError(f"cannot split {len(batch)} validation rows into two halves with "
-                            f"both labels ({len(rows)} rows of label {value:g}); use more rows")
-        parts[0].append(rows[:cut])
-        parts[1].append(rows[cut:])
-    idx_a, idx_b = (torch.cat(p).sort().values for p in parts)
-    return _take(batch, idx_a), _take(batch, idx_b)
-
-
-def _take(batch: Batch, idx: Tensor) -> Batch:
-    """The rows ``idx`` of ``batch`` (on its device)."""
-    idx = idx.to(batch.label.device)
-    return Batch(ids=batch.ids[idx], multi=tuple(m[idx] for m in batch.multi),
-                 dense=batch.dense[idx], label=batch.label[idx])
-

@@ -77,7 +77,8 @@ def sweep(
                              or len(set(lams)) != len(lams)):
         raise ConfigError(f"--lams must be distinct finite numbers >= 0, got {list(lams)}")
     ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
-    ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed)
+    ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed,
+                       select_rows=cfg.select_rows)
     fm, space = ctx.fm, ctx.space
     baselines = uniform_points(ctx)
     auto = lams is None

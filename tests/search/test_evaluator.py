@@ -13,12 +13,8 @@ from adass_ray.errors import ConfigError, DataError
 from adass_ray.model.backbones import BACKBONES
 from adass_ray.model.supernet import Supernet
 from adass_ray.search import evaluator as ev
-from adass_ray.search.evaluator import (
-    CachedEvaluator,
-    naive_quality,
-    split_rows,
-    validation_subsample,
-)
+from adass_ray.search.evaluator import CachedEvaluator, naive_quality
+from adass_ray.search.rows import split_rows, validation_subsample
 
 FM = FeatureMap(
     name="tiny",
