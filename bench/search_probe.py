@@ -33,8 +33,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = configio.load(SearchConfig, None,
                         [f"iterations={args.iterations}", "controllers=1", *args.overrides])
-    ctx = load_context(args.data, args.supernet, val_rows=cfg.val_rows, seed=0,
-                       select_rows=cfg.select_rows)
+    ctx = load_context(args.data, args.supernet, rows=cfg.rows, seed=0)
     space = ctx.space
     budget = Budget.parse(args.budget).resolve(space, d_base=cfg.d_base)
     agent = SearchAgent(space=space, budget=budget, evaluator=ctx.evaluator_a.evaluate,

@@ -48,8 +48,7 @@ def load(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Bench:
     base = configio.load(SearchConfig, None, args.overrides)
     if base.mode != "budget":
         ap.error(f"mode={base.mode}: this bench compares the budget mode's searches")
-    ctx = load_context(args.data, args.supernet, val_rows=base.val_rows, seed=0,
-                       select_rows=base.select_rows)
+    ctx = load_context(args.data, args.supernet, rows=base.rows, seed=0)
     test = validation_subsample(ShardLoader(args.data, ctx.fm, split="test", shuffle=False),
                                 args.test_rows, 0)
     budgets = [(text, Budget.parse(text).resolve(ctx.space, d_base=base.d_base))

@@ -1,24 +1,29 @@
-"""Selection on more rows: does topping the selection half up with validation rows the search
-never scored pick better architectures?
+"""Selection on more rows: does giving the selection half the validation rows the search
+never scores pick better architectures?
 
-The search scores thousands of architectures, so its rows (A, ``val_rows / 2``) must be few.
-Selection re-scores only a short list, so its half (B) can take every validation row outside
-the search's subsample (``select_rows``). For every budget and seed, ours runs with the
-config's settings and random search and evolution get as many distinct Q_A evaluations (as in
-``search_efficiency.py``). Each history is re-ranked twice, on the plain half B and on the
-topped-up B+, and both picks are scored on ``--test-rows`` rows of the **test** split (Q_T),
-which no search or selection saw. The histories are the same, so the difference between the
-two columns is the selection's alone. Datasets whose validation split is no larger than
-``val_rows`` have nothing to top up: both columns are then equal, unless ``--plus-val-rows N``
-gives B+ its own, smaller subsample (``val_rows = N``, so A has ``N / 2`` rows and B+ the rest
-of the split): B+'s searches then run on that A, and the column weighs a noisier search
-against a less noisy selection.
+The search scores thousands of architectures, so its rows (A) must be few. Selection re-scores
+only a short list, so its half (B) can take every validation row outside the search's
+subsample. The bench compares two row plans on one supernet:
+
+- **B**: the plan before ``select_rows`` and ``search_share`` existed: a subsample of
+  ``val_rows`` rows split in halves A and B;
+- **B+**: the config's plan: B topped up from the rows outside the subsample, up to
+  ``--select-rows``; on a small split the subsample is also at most ``search_share`` of it,
+  so A shrinks and B+ gets the rest. ``--plus-val-rows N`` fixes B+'s subsample at N rows.
+
+For every budget and seed, ours runs with the config's settings, and random search and
+evolution get as many distinct Q_A evaluations (as in ``search_efficiency.py``). Where both
+plans have the same A, the same histories are re-ranked twice, so the difference between the
+columns is the selection's alone; otherwise each plan runs its own searches, and the column
+weighs a noisier search against a less noisy selection. Every pick is scored on
+``--test-rows`` rows of the **test** split (Q_T), which no search or selection saw.
 
     python bench/selection_rows.py DATA SUPERNET [--select-rows 100000] [--plus-val-rows N]
         [--budgets 0.25,0.5,0.8] [--seeds 5] [--test-rows 10000] [key=value ...]
 
 ``key=value`` pairs override SearchConfig (budget mode only; ``seed`` is the bench's own, and
-``select_rows`` is set by the bench). A diagnostic of the search stage alone (no retraining).
+``select_rows`` / ``search_share`` are set by the bench for B). A diagnostic of the search
+stage alone (no retraining).
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adass_ray.errors import AdassError  # noqa: E402
 from adass_ray.harness.render import ci_text  # noqa: E402
 from adass_ray.harness.stats import paired  # noqa: E402
-from adass_ray.search.context import load_context  # noqa: E402
 from adass_ray.search.selection import rerank  # noqa: E402
 from bench.searches import METHODS, load, run_searches  # noqa: E402
 
@@ -56,21 +60,23 @@ def main() -> None:
         ap.error("--seeds must be >= 2 (a paired interval)")
     if args.select_rows < 1 or args.plus_val_rows < 0:
         ap.error("--select-rows must be >= 1 and --plus-val-rows >= 0")
-    given = [o for o in args.overrides if not o.startswith("select_rows=")]
-    args.overrides = [*given, "select_rows=0"]  # B: the subsample's half only
+    given = [o for o in args.overrides
+             if not o.startswith(("select_rows=", "search_share="))]
+    # B: the subsample's half only, as before select_rows and search_share existed
+    args.overrides = [*given, "select_rows=0", "search_share=1"]
     bench = load(ap, args)
-    if args.plus_val_rows:  # B+ searches on its own, smaller or larger, subsample
+    if args.plus_val_rows:  # B+ searches on a subsample of exactly that many rows
         args.overrides = [*(o for o in given if not o.startswith("val_rows=")),
-                          f"val_rows={args.plus_val_rows}", f"select_rows={args.select_rows}"]
-        plus = load(ap, args)
-    else:  # the same histories, re-ranked on the topped-up half
-        wide = load_context(args.data, args.supernet, val_rows=bench.base.val_rows, seed=0,
-                            select_rows=args.select_rows).evaluator_b
-        plus = replace(bench, ev_b=wide)
+                          f"val_rows={args.plus_val_rows}", "search_share=1"]
+    else:  # B+: the defaults (a smaller subsample where the split is small)
+        args.overrides = list(given)
+    args.overrides.append(f"select_rows={args.select_rows}")
+    plus = load(ap, args)
+    same = plus.ev_a.labels.size == bench.ev_a.labels.size  # then A is the same rows
     plans = {"B": bench, "B+": plus}
     print(f"{bench.describe()}; B+: Q_A / Q_B on {plus.ev_a.labels.size} / "
           f"{plus.ev_b.labels.size} validation rows ("
-          f"{'its own searches' if args.plus_val_rows else 'the same histories'}); "
+          f"{'the same histories' if same else 'its own searches'}); "
           f"{args.seeds} seeds, {bench.base.iterations} iterations; SearchConfig "
           f"{' '.join(given) or 'defaults'}")
     print("| budget | method | Q_T re-ranked on B | Q_T re-ranked on B+ | B+ − B [95 % CI] "
@@ -81,8 +87,8 @@ def main() -> None:
         for seed in range(args.seeds):
             cfg = replace(bench.base, seed=seed)
             runs = {"B": run_searches(bench, budget, cfg)}
-            runs["B+"] = (run_searches(plus, budget, replace(plus.base, seed=seed))
-                          if args.plus_val_rows else runs["B"])
+            runs["B+"] = (runs["B"] if same else
+                          run_searches(plus, budget, replace(plus.base, seed=seed)))
             for h in HALVES:
                 for name, (hist, extra) in runs[h].items():
                     pick = rerank(bench.space, budget, hist, plans[h].ev_b, top_k=cfg.top_k,

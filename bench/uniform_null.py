@@ -91,8 +91,8 @@ def main() -> None:
     cfg = configio.load(SearchConfig, None, args.overrides)
     if not supernet_dir(work, REFERENCE_VARIANT).is_dir():
         raise ConfigError(f"{args.report}: no report's supernet in work/ (is it a report --out?)")
-    ctx = load_context(args.data, supernet_dir(work, REFERENCE_VARIANT), val_rows=cfg.val_rows,
-                       seed=SPLIT_SEED, select_rows=cfg.select_rows)
+    ctx = load_context(args.data, supernet_dir(work, REFERENCE_VARIANT), rows=cfg.rows,
+                       seed=SPLIT_SEED)
     ev, space = ctx.evaluator_b, ctx.space
     pattern = re.compile(rf"method-{re.escape(slug(NULL))}-b(.+)-seed(\d+)\.json")
     found = [m.groups() for p in sorted(work.iterdir()) if (m := pattern.fullmatch(p.name))]

@@ -191,8 +191,7 @@ def _ranking(
     rows = []
     for v in variants:
         ctx = load_context(
-            data, supernet_dir(work, v), val_rows=search_cfg.val_rows, seed=SPLIT_SEED,
-            select_rows=search_cfg.select_rows,
+            data, supernet_dir(work, v), rows=search_cfg.rows, seed=SPLIT_SEED
         )
         _, ev_b = evaluators(ctx)
         q = ev_b.evaluate(list(panel_archs))

@@ -86,8 +86,7 @@ def unit_method(
     score_b = None
     if m.variant is not None:
         ctx = load_context(
-            data, supernet_dir(work, m.variant), val_rows=scfg.val_rows, seed=SPLIT_SEED,
-            select_rows=scfg.select_rows,
+            data, supernet_dir(work, m.variant), rows=scfg.rows, seed=SPLIT_SEED
         )
         job.space = space = ctx.space
         job.evaluator, ev_b = evaluators(ctx)
@@ -156,8 +155,7 @@ def unit_score(
 
     scfg = configio.from_mapping(SearchConfig, search)
     ctx = load_context(
-        data, supernet_dir(work, REFERENCE_VARIANT), val_rows=scfg.val_rows, seed=SPLIT_SEED,
-        select_rows=scfg.select_rows,
+        data, supernet_dir(work, REFERENCE_VARIANT), rows=scfg.rows, seed=SPLIT_SEED
     )
     _, ev_b = evaluators(ctx)
     pop = [tuple(a) for a in population]

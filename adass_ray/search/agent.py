@@ -29,6 +29,7 @@ import torch
 from adass_ray.errors import ConfigError
 from adass_ray.search.controller import CONTROLLERS, build_controller
 from adass_ray.search.penalty import H_KINDS, MODES, Objective, tradeoff_reward
+from adass_ray.search.rows import RowPlan
 from adass_ray.search.selection import constrained_argmax
 from adass_ray.search.space import Arch, SearchSpace, repair
 
@@ -66,6 +67,9 @@ class SearchConfig:
             ``val_rows``, the half is topped up with rows the search never scores, up to this
             many (0: the subsample's half only). Selection scores a short list, so rows are
             cheap there; its evaluator holds rows × fields × sizes × d floats.
+        search_share: the search's subsample takes at most this share of the validation split,
+            so that on a small split selection gets the rest (1: ``val_rows`` whatever the
+            split's size).
         d_base: the uniform baseline's size (budgets given as ratios refer to it).
         seed: controller ``i`` is seeded with ``1000 · seed + i`` (so searches with different
             seeds share no controller); the validation rows use ``seed``.
@@ -104,6 +108,7 @@ class SearchConfig:
     competition: bool = True
     val_rows: int = 10_000
     select_rows: int = 30_000
+    search_share: float = 0.4
     d_base: int = 16
     seed: int = 0
     actor_resource: str = ""
@@ -135,6 +140,8 @@ class SearchConfig:
              f"lams has {len(self.lams)} values for {self.controllers} controllers"),
             (self.val_rows >= 10, f"val_rows must be >= 10, got {self.val_rows}"),
             (self.select_rows >= 0, f"select_rows must be >= 0, got {self.select_rows}"),
+            (0 < self.search_share <= 1,
+             f"search_share must be in (0, 1], got {self.search_share}"),
             (self.mode in MODES, f"mode {self.mode!r}: expected one of {list(MODES)}"),
             (self.h in H_KINDS, f"h {self.h!r}: expected one of {list(H_KINDS)}"),
             (self.warmup_iters >= 0 and self.lr_ramp_iters >= 0 and self.top_k >= 0
@@ -147,6 +154,11 @@ class SearchConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+
+    @property
+    def rows(self) -> RowPlan:
+        """The validation rows the search and its selection score."""
+        return RowPlan(self.val_rows, self.select_rows, self.search_share)
 
     def lam_of(self, i: int) -> float:
         """λ of controller ``i`` (``lams[i]``, else ``lam``)."""

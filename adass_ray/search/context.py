@@ -18,7 +18,7 @@ from adass_ray.errors import ConfigError
 from adass_ray.model.checkpoint import load_model
 from adass_ray.model.supernet import Supernet
 from adass_ray.search.evaluator import CachedEvaluator
-from adass_ray.search.rows import search_and_selection_rows
+from adass_ray.search.rows import RowPlan, search_and_selection_rows
 from adass_ray.search.space import SearchSpace
 
 
@@ -59,11 +59,11 @@ class SearchContext:
 
 
 def load_context(
-    data: str | Path, supernet: str | Path, *, val_rows: int, seed: int, select_rows: int = 0
+    data: str | Path, supernet: str | Path, *, rows: RowPlan, seed: int
 ) -> SearchContext:
-    """Load the dataset, the supernet and ``val_rows`` seeded validation rows (once); ``seed``
-    picks the rows and their A/B split; the selection half B is topped up to ``select_rows``
-    rows from the validation rows outside the subsample, where there are any.
+    """Load the dataset, the supernet and the validation rows ``rows`` plans (once): the
+    search's subsample, split in halves A and B, and B's top-up from the rows outside it
+    (:func:`~adass_ray.search.rows.search_and_selection_rows`); ``seed`` picks the rows.
 
     Raises:
         ConfigError: ``supernet`` holds a fixed-size model, not a supernet.
@@ -76,9 +76,7 @@ def load_context(
             f"{supernet} holds a {blob['kind']} model; give the train-supernet output folder"
         )
     loader = ShardLoader(data, fm, split="valid", shuffle=False)
-    batch, batch_a, batch_b = search_and_selection_rows(
-        loader.full_batch(), val_rows=val_rows, select_rows=select_rows, seed=seed
-    )
+    batch, batch_a, batch_b = search_and_selection_rows(loader.full_batch(), rows, seed=seed)
     space = SearchSpace.from_feature_map(fm, candidate_sizes=net.candidate_sizes)
     return SearchContext(fm=fm, net=net, model_config=blob["model_config"], batch=batch,
                          space=space, batch_a=batch_a, batch_b=batch_b)

@@ -9,6 +9,7 @@ and every row it adds lowers the noise of the pick.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,6 +22,17 @@ if TYPE_CHECKING:
     from adass_ray.data.loader import ShardLoader
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """How many validation rows a search and its selection score (SearchConfig's
+    ``val_rows``, ``select_rows`` and ``search_share``; see
+    :func:`search_and_selection_rows`)."""
+
+    val_rows: int = 10_000
+    select_rows: int = 0
+    search_share: float = 1.0
 
 
 def validation_subsample(loader_or_batch: ShardLoader | Batch, rows: int, seed: int) -> Batch:
@@ -106,26 +118,31 @@ def split_index(label: Tensor, *, seed: int, fraction: float = 0.5) -> tuple[Ten
     return idx_a, idx_b
 
 
-def search_and_selection_rows(full: Batch, *, val_rows: int, select_rows: int,
+def search_and_selection_rows(full: Batch, plan: RowPlan, *,
                               seed: int) -> tuple[Batch, Batch, Batch]:
     """The rows a search scores: ``(subsample, A, B)``.
 
-    ``subsample`` is :func:`validation_subsample` of ``full`` (``val_rows`` rows), and A and B
-    are :func:`split_rows`' halves of it. Where ``full`` has rows outside the subsample and
-    ``select_rows`` is above B's size, B also takes seeded rows of ``full`` outside the
-    subsample, up to ``select_rows`` rows in all. Those rows are never scored by the search, so
+    ``subsample`` is :func:`validation_subsample` of ``full`` (``plan.val_rows`` rows, but at
+    most ``plan.search_share`` of ``full``), and A and B are :func:`split_rows`' halves of it.
+    Where ``full`` has rows outside the subsample and ``plan.select_rows`` is above B's size, B
+    also takes seeded rows of ``full`` outside the subsample, up to ``select_rows`` in all. The
+    share matters on a small validation split: of 10,000 rows, with a share of 0.4, A gets
+    2,000 and B 8,000 rather than 5,000 each. Those rows are never scored by the search, so
     the selection stays held out, and B's noise shrinks with the square root of its rows.
     Selection scores a short list of tens of architectures, so rows are cheap there, while
-    the search's thousands of scores stay on A's ``val_rows / 2``.
+    the search's thousands of scores stay on A.
 
     Raises:
-        ConfigError: ``val_rows < 1``.
+        ConfigError: ``val_rows < 1``, or ``search_share`` outside (0, 1].
         DataError: a half would miss a label class.
     """
-    sub = subsample_index(len(full), val_rows, seed)
+    if not 0.0 < plan.search_share <= 1.0:
+        raise ConfigError(f"search_share={plan.search_share}: need 0 < share <= 1")
+    rows = min(plan.val_rows, max(2, int(plan.search_share * len(full))))
+    sub = subsample_index(len(full), rows, seed)
     idx_a, idx_b = split_index(full.label[sub], seed=seed)
     idx_a, idx_b = sub[idx_a], sub[idx_b]
-    room = select_rows - len(idx_b)
+    room = plan.select_rows - len(idx_b)
     if room > 0 and len(sub) < len(full):
         outside = torch.ones(len(full), dtype=torch.bool)
         outside[sub] = False

@@ -58,8 +58,7 @@ def search(
         raise AdassError(
             f"{out} already holds a search; pass --resume to continue it or choose another --out"
         )
-    ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed,
-                       select_rows=cfg.select_rows)
+    ctx = load_context(data, supernet, rows=cfg.rows, seed=cfg.seed)
     limit = Budget.parse(budget).resolve(ctx.space, d_base=cfg.d_base)
     ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
     t0 = time.perf_counter()

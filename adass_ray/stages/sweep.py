@@ -77,8 +77,7 @@ def sweep(
                              or len(set(lams)) != len(lams)):
         raise ConfigError(f"--lams must be distinct finite numbers >= 0, got {list(lams)}")
     ensure_ray(num_cpus=os.cpu_count() or 1, verbose=verbose)
-    ctx = load_context(data, supernet, val_rows=cfg.val_rows, seed=cfg.seed,
-                       select_rows=cfg.select_rows)
+    ctx = load_context(data, supernet, rows=cfg.rows, seed=cfg.seed)
     fm, space = ctx.fm, ctx.space
     baselines = uniform_points(ctx)
     auto = lams is None
