@@ -4,18 +4,20 @@ rows, and running ours, random search and evolution at equal distinct evaluation
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from adass_ray import configio
+from adass_ray.data.batch import Batch
 from adass_ray.data.loader import ShardLoader
+from adass_ray.model.supernet import Supernet
 from adass_ray.search.agent import SearchConfig
 from adass_ray.search.baselines import evolutionary_search, random_search
 from adass_ray.search.context import load_context
 from adass_ray.search.driver import search_local
 from adass_ray.search.evaluator import CachedEvaluator
-from adass_ray.search.rows import validation_subsample
+from adass_ray.search.rows import RowPlan, search_and_selection_rows, validation_subsample
 from adass_ray.search.space import Arch, Budget, SearchSpace
 
 METHODS = ("ours", "random search", "evolution")
@@ -25,7 +27,8 @@ Found = dict[str, tuple[list[tuple[Arch, float]], list[Arch]]]
 @dataclass(frozen=True)
 class Bench:
     """One supernet scored on the search half (A), the selection half (B) and unseen test rows
-    (Q_T), the base SearchConfig and the budgets ``(text, params)``."""
+    (Q_T), the base SearchConfig and the budgets ``(text, params)``; ``net`` and ``valid`` (the
+    whole validation split) let :func:`with_rows` draw other A / B rows."""
 
     base: SearchConfig
     space: SearchSpace
@@ -33,6 +36,8 @@ class Bench:
     ev_b: CachedEvaluator
     ev_t: CachedEvaluator
     budgets: list[tuple[str, int]]
+    net: Supernet
+    valid: Batch
 
     def describe(self) -> str:
         """The rows each score uses, for the bench's first line."""
@@ -53,8 +58,15 @@ def load(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Bench:
                                 args.test_rows, 0)
     budgets = [(text, Budget.parse(text).resolve(ctx.space, d_base=base.d_base))
                for text in args.budgets.split(",")]
+    valid = ShardLoader(args.data, ctx.fm, split="valid", shuffle=False).full_batch()
     return Bench(base, ctx.space, ctx.evaluator_a, ctx.evaluator_b,
-                 CachedEvaluator(ctx.net, test), budgets)
+                 CachedEvaluator(ctx.net, test), budgets, ctx.net, valid)
+
+
+def with_rows(bench: Bench, plan: RowPlan, seed: int) -> Bench:
+    """``bench`` with its A and B rows drawn by ``plan`` with ``seed`` (the test rows stay)."""
+    _, a, b = search_and_selection_rows(bench.valid, plan, seed=seed)
+    return replace(bench, ev_a=CachedEvaluator(bench.net, a), ev_b=CachedEvaluator(bench.net, b))
 
 
 def run_searches(bench: Bench, budget: int, cfg: SearchConfig) -> Found:

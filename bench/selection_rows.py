@@ -21,9 +21,12 @@ weighs a noisier search against a less noisy selection. Every pick is scored on
     python bench/selection_rows.py DATA SUPERNET [--select-rows 100000] [--plus-val-rows N]
         [--budgets 0.25,0.5,0.8] [--seeds 5] [--test-rows 10000] [key=value ...]
 
-``key=value`` pairs override SearchConfig (budget mode only; ``seed`` is the bench's own, and
-``select_rows`` / ``search_share`` are set by the bench for B). A diagnostic of the search
-stage alone (no retraining).
+``key=value`` pairs override SearchConfig (budget mode only; ``seed`` is the bench's own;
+``select_rows`` is ``--select-rows`` for B+, and B has ``select_rows=0, search_share=1``).
+The A / B rows are drawn per seed (``--fixed-rows``: once, with seed 0), so the intervals
+cover the luck of the row split as well as the searches' randomness; a row plan judged on one
+split is judged on one draw of that luck. A diagnostic of the search stage alone (no
+retraining).
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adass_ray import configio  # noqa: E402
 from adass_ray.errors import AdassError  # noqa: E402
 from adass_ray.harness.render import ci_text  # noqa: E402
 from adass_ray.harness.stats import paired  # noqa: E402
+from adass_ray.search.agent import SearchConfig  # noqa: E402
 from adass_ray.search.selection import rerank  # noqa: E402
-from bench.searches import METHODS, load, run_searches  # noqa: E402
+from bench.searches import METHODS, load, run_searches, with_rows  # noqa: E402
 
 HALVES = ("B", "B+")
 
@@ -54,53 +59,57 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--test-rows", type=int, default=10_000)
     ap.add_argument("--plus-val-rows", type=int, default=0)
+    ap.add_argument("--fixed-rows", action="store_true",
+                    help="draw the A / B rows once (seed 0) rather than per seed")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_intermixed_args()  # options may sit between the positionals
     if args.seeds < 2:
         ap.error("--seeds must be >= 2 (a paired interval)")
     if args.select_rows < 1 or args.plus_val_rows < 0:
         ap.error("--select-rows must be >= 1 and --plus-val-rows >= 0")
-    given = [o for o in args.overrides
-             if not o.startswith(("select_rows=", "search_share="))]
+    original = [o for o in args.overrides if not o.startswith("select_rows=")]
+    given = [o for o in original if not o.startswith("search_share=")]
     # B: the subsample's half only, as before select_rows and search_share existed
     args.overrides = [*given, "select_rows=0", "search_share=1"]
     bench = load(ap, args)
     if args.plus_val_rows:  # B+ searches on a subsample of exactly that many rows
-        args.overrides = [*(o for o in given if not o.startswith("val_rows=")),
-                          f"val_rows={args.plus_val_rows}", "search_share=1"]
-    else:  # B+: the defaults (a smaller subsample where the split is small)
-        args.overrides = list(given)
-    args.overrides.append(f"select_rows={args.select_rows}")
-    plus = load(ap, args)
-    same = plus.ev_a.labels.size == bench.ev_a.labels.size  # then A is the same rows
-    plans = {"B": bench, "B+": plus}
-    print(f"{bench.describe()}; B+: Q_A / Q_B on {plus.ev_a.labels.size} / "
-          f"{plus.ev_b.labels.size} validation rows ("
-          f"{'the same histories' if same else 'its own searches'}); "
-          f"{args.seeds} seeds, {bench.base.iterations} iterations; SearchConfig "
-          f"{' '.join(given) or 'defaults'}")
+        plus_cfg = replace(bench.base, val_rows=args.plus_val_rows)
+    else:  # B+: the config's share (a smaller subsample where the split is small)
+        plus_cfg = configio.load(SearchConfig, None, original)
+    plus_cfg = replace(plus_cfg, select_rows=args.select_rows,
+                       search_share=1.0 if args.plus_val_rows else plus_cfg.search_share)
+    plans = {"B": bench.base.rows, "B+": plus_cfg.rows}
+    first = {h: with_rows(bench, plan, 0) for h, plan in plans.items()}
+    print(f"{bench.describe()}; B+: Q_A / Q_B on {first['B+'].ev_a.labels.size} / "
+          f"{first['B+'].ev_b.labels.size} validation rows; rows drawn "
+          f"{'once (seed 0)' if args.fixed_rows else 'per seed'}; {args.seeds} seeds, "
+          f"{bench.base.iterations} iterations; SearchConfig {' '.join(given) or 'defaults'}")
+    q = {t: {m: {h: [] for h in HALVES} for m in METHODS} for t, _ in bench.budgets}
+    for seed in range(args.seeds):
+        rows = first if args.fixed_rows else {h: with_rows(bench, plan, seed)
+                                              for h, plan in plans.items()}
+        same = rows["B+"].ev_a.labels.size == rows["B"].ev_a.labels.size  # the same A rows
+        for text, budget in bench.budgets:
+            runs = {"B": run_searches(rows["B"], budget, replace(bench.base, seed=seed))}
+            runs["B+"] = (runs["B"] if same else
+                          run_searches(rows["B+"], budget, replace(plus_cfg, seed=seed)))
+            for h in HALVES:
+                for name, (hist, extra) in runs[h].items():
+                    pick = rerank(bench.space, budget, hist, rows[h].ev_b,
+                                  top_k=bench.base.top_k, extra=extra,
+                                  tie_se=bench.base.tie_se, occam=bench.base.occam).arch
+                    q[text][name][h].append(bench.ev_t.evaluate([pick])[0])
+        print(f"seed {seed} done", file=sys.stderr, flush=True)
     print("| budget | method | Q_T re-ranked on B | Q_T re-ranked on B+ | B+ − B [95 % CI] "
           "| ours − this on B | ours − this on B+ |")
     print("|---|---|---|---|---|---|---|")
-    for text, budget in bench.budgets:
-        q = {m: {h: [] for h in HALVES} for m in METHODS}
-        for seed in range(args.seeds):
-            cfg = replace(bench.base, seed=seed)
-            runs = {"B": run_searches(bench, budget, cfg)}
-            runs["B+"] = (runs["B"] if same else
-                          run_searches(plus, budget, replace(plus.base, seed=seed)))
-            for h in HALVES:
-                for name, (hist, extra) in runs[h].items():
-                    pick = rerank(bench.space, budget, hist, plans[h].ev_b, top_k=cfg.top_k,
-                                  extra=extra, tie_se=cfg.tie_se, occam=cfg.occam).arch
-                    q[name][h].append(bench.ev_t.evaluate([pick])[0])
+    for text, _ in bench.budgets:
         for name in METHODS:
-            qm, ours = q[name], q["ours"]
+            qm, ours = q[text][name], q[text]["ours"]
             vs = ["—" if name == "ours" else ci_text(paired(ours[h], qm[h])) for h in HALVES]
             print(f"| {text} | {name} | {statistics.mean(qm['B']):.4f} "
                   f"| {statistics.mean(qm['B+']):.4f} | {ci_text(paired(qm['B+'], qm['B']))} "
                   f"| {vs[0]} | {vs[1]} |", flush=True)
-
 
 if __name__ == "__main__":
     try:
