@@ -68,8 +68,9 @@ class SearchConfig:
             many (0: the subsample's half only). Selection scores a short list, so rows are
             cheap there; its evaluator holds rows × fields × sizes × d floats.
         search_share: the search's subsample takes at most this share of the validation split,
-            so that on a small split selection gets the rest (1: ``val_rows`` whatever the
-            split's size).
+            so that on a small split selection gets the rest (1, the default: ``val_rows``
+            whatever the split's size). Opt-in: at 0.4 it helped on MovieLens and cost a little
+            on the planted synthetic set (docs/results.md § Selection on more rows).
         d_base: the uniform baseline's size (budgets given as ratios refer to it).
         seed: controller ``i`` is seeded with ``1000 · seed + i`` (so searches with different
             seeds share no controller); the validation rows use ``seed``.
@@ -108,7 +109,7 @@ class SearchConfig:
     competition: bool = True
     val_rows: int = 10_000
     select_rows: int = 30_000
-    search_share: float = 0.4
+    search_share: float = 1.0
     d_base: int = 16
     seed: int = 0
     actor_resource: str = ""
