@@ -40,7 +40,7 @@ def test_selection_rows_table(tmp_path: Path, tiny_supernet) -> None:
     (a, b, a_plus, b_plus), _ = _table(data, tmp_path / "net", "--plus-val-rows", "60")
     assert a + b == 100 and a_plus == 30 and b_plus == 250  # 30 of its subsample + 220 outside
     # a subsample near the split's size: B+ (search_share 0.5) searches on fewer rows
-    (a, b, a_plus, b_plus), _ = _table(data, tmp_path / "net", val_rows=300)
+    (a, b, a_plus, b_plus), _ = _table(data, tmp_path / "net", "search_share=0.5", val_rows=300)
     assert a + b == 300 and a_plus < a and a_plus + b_plus <= 319 and b_plus > b
 
 
