@@ -53,6 +53,8 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if len(seeds) < 2:
         raise ConfigError("the reports share fewer than 2 seeds: nothing to pair")
     budgets_new = {b["spec"]: b for b in new["budgets"]}
+    io = [old["seeds"].index(s) for s in seeds]
+    inew = [new["seeds"].index(s) for s in seeds]
     lines = [f"{len(seeds)} paired seeds ({old.get('dataset')})",
              "| budget | method | test AUC old | test AUC new | new − old [95 % CI] "
              "| cost/B old → new | same sizes |",
@@ -66,8 +68,6 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             mn = m_new.get(name)
             if mn is None:
                 continue
-            io = [old["seeds"].index(s) for s in seeds]
-            inew = [new["seeds"].index(s) for s in seeds]
             a = [mo["test_auc"][i] for i in io]
             b = [mn["test_auc"][i] for i in inew]
             same = sum(mo["sizes"][i] == mn["sizes"][j] for i, j in zip(io, inew, strict=True))
@@ -84,7 +84,13 @@ def main() -> None:
     ap.add_argument("old")
     ap.add_argument("new")
     args = ap.parse_args()
-    print("\n".join(compare(_load(args.old), _load(args.new))))
+    old, new = _load(args.old), _load(args.new)
+    try:
+        lines = compare(old, new)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{args.old} / {args.new}: a results.json without the per-seed "
+                          f"fields of a finished report ({type(e).__name__}: {e})") from None
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

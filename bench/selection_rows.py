@@ -39,15 +39,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import torch  # noqa: E402
+
 from adass_ray import configio  # noqa: E402
+from adass_ray.data.batch import Batch  # noqa: E402
 from adass_ray.errors import AdassError  # noqa: E402
 from adass_ray.harness.render import ci_text  # noqa: E402
 from adass_ray.harness.stats import paired  # noqa: E402
 from adass_ray.search.agent import SearchConfig  # noqa: E402
+from adass_ray.search.rows import search_and_selection_rows  # noqa: E402
 from adass_ray.search.selection import rerank  # noqa: E402
 from bench.searches import METHODS, load, run_searches, with_rows  # noqa: E402
 
 HALVES = ("B", "B+")
+
+
+def same_rows(a: Batch, b: Batch) -> bool:
+    """Whether two batches hold the same rows in the same order."""
+    return (len(a) == len(b) and torch.equal(a.ids, b.ids) and torch.equal(a.dense, b.dense)
+            and torch.equal(a.label, b.label)
+            and all(torch.equal(x, y) for x, y in zip(a.multi, b.multi, strict=True)))
 
 
 def main() -> None:
@@ -76,8 +87,7 @@ def main() -> None:
         plus_cfg = replace(bench.base, val_rows=args.plus_val_rows)
     else:  # B+: the config's share (a smaller subsample where the split is small)
         plus_cfg = configio.load(SearchConfig, None, original)
-    plus_cfg = replace(plus_cfg, select_rows=args.select_rows,
-                       search_share=1.0 if args.plus_val_rows else plus_cfg.search_share)
+    plus_cfg = replace(plus_cfg, select_rows=args.select_rows)
     plans = {"B": bench.base.rows, "B+": plus_cfg.rows}
     first = {h: with_rows(bench, plan, 0) for h, plan in plans.items()}
     print(f"{bench.describe()}; B+: Q_A / Q_B on {first['B+'].ev_a.labels.size} / "
@@ -86,9 +96,12 @@ def main() -> None:
           f"{bench.base.iterations} iterations; SearchConfig {' '.join(given) or 'defaults'}")
     q = {t: {m: {h: [] for h in HALVES} for m in METHODS} for t, _ in bench.budgets}
     for seed in range(args.seeds):
-        rows = first if args.fixed_rows else {h: with_rows(bench, plan, seed)
-                                              for h, plan in plans.items()}
-        same = rows["B+"].ev_a.labels.size == rows["B"].ev_a.labels.size  # the same A rows
+        draw = 0 if args.fixed_rows else seed
+        rows = first if draw == 0 else {h: with_rows(bench, plan, draw)
+                                        for h, plan in plans.items()}
+        # the same A rows (not only as many): then the searches and their histories are shared
+        same = same_rows(*(search_and_selection_rows(bench.valid, plans[h], seed=draw)[1]
+                           for h in HALVES))
         for text, budget in bench.budgets:
             runs = {"B": run_searches(rows["B"], budget, replace(bench.base, seed=seed))}
             runs["B+"] = (runs["B"] if same else

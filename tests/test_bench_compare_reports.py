@@ -46,3 +46,11 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     other = _report(tmp_path / "other", [0.7, 0.7], [[1], [1]], [5, 6])
     run = _run(old, other)
     assert run.returncode == 2 and "fewer than 2 seeds" in run.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "results.json").write_text(json.dumps(
+        {"dataset": "toy", "seeds": [0, 1], "budgets": [{"spec": "0.5", "methods": [
+            {"method": "AdaS&S (ours)", "test_auc": [0.7]}]}]}))
+    run = _run(old, str(broken))
+    assert run.returncode == 2 and "per-seed fields" in run.stderr
+    assert "Traceback" not in run.stderr

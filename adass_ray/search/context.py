@@ -29,13 +29,13 @@ class SearchContext:
     Attributes:
         fm: the dataset's feature map. net: the frozen supernet.
         model_config: the supernet's model config as plain data (to rebuild it in a worker).
-        batch: the validation subsample.
+        batch: the search's validation subsample (A and B's first half; B may hold more).
         space: the search space (the supernet's candidate sizes over the dataset's fields).
         batch_a, batch_b: ``batch`` split in two halves by label (seeded): the search scores
             on A (Q_A), selection re-ranks its short list on B (Q_B), so the result is not the
             maximum of thousands of noisy scores on the rows that found it. Where the
             validation split is larger than ``batch``, B also holds rows outside it (see
-            :func:`~adass_ray.search.evaluator.search_and_selection_rows`).
+            :func:`~adass_ray.search.rows.search_and_selection_rows`).
     """
 
     fm: FeatureMap

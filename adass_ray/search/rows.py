@@ -30,9 +30,9 @@ class RowPlan:
     ``val_rows``, ``select_rows`` and ``search_share``; see
     :func:`search_and_selection_rows`)."""
 
-    val_rows: int = 10_000
-    select_rows: int = 0
-    search_share: float = 1.0
+    val_rows: int
+    select_rows: int
+    search_share: float
 
 
 def validation_subsample(loader_or_batch: ShardLoader | Batch, rows: int, seed: int) -> Batch:

@@ -29,7 +29,7 @@ def row_set(batch: Batch) -> set[int]:
 def test_without_top_up_the_halves_are_the_subsample_split() -> None:
     full = numbered(1000)
     for select_rows in (0, 100):  # 100 <= B's size: nothing to add
-        sub, a, b = search_and_selection_rows(full, RowPlan(200, select_rows), seed=4)
+        sub, a, b = search_and_selection_rows(full, RowPlan(200, select_rows, 1.0), seed=4)
         want = validation_subsample(full, 200, 4)
         want_a, want_b = split_rows(want, seed=4)
         assert torch.equal(sub.ids, want.ids)
@@ -38,8 +38,8 @@ def test_without_top_up_the_halves_are_the_subsample_split() -> None:
 
 def test_top_up_adds_only_rows_outside_the_subsample() -> None:
     full = numbered(1000)
-    sub, a, b = search_and_selection_rows(full, RowPlan(200, 500), seed=4)
-    _, _, plain_b = search_and_selection_rows(full, RowPlan(200, 0), seed=4)
+    sub, a, b = search_and_selection_rows(full, RowPlan(200, 500, 1.0), seed=4)
+    _, _, plain_b = search_and_selection_rows(full, RowPlan(200, 0, 1.0), seed=4)
     assert len(sub) == 200 and len(a) + len(plain_b) == 200 and len(b) == 500
     assert row_set(plain_b) <= row_set(b)  # B keeps the subsample's half
     assert not row_set(a) & row_set(b)  # the search never scores a selection row
@@ -47,18 +47,18 @@ def test_top_up_adds_only_rows_outside_the_subsample() -> None:
     ids = b.ids.flatten().tolist()
     assert ids == sorted(ids)  # original order kept
     assert torch.equal(b.label, (b.ids.flatten() % 3 == 0).float())  # rows stay whole
-    _, a2, b2 = search_and_selection_rows(full, RowPlan(200, 500), seed=4)
-    _, _, b3 = search_and_selection_rows(full, RowPlan(200, 500), seed=5)
+    _, a2, b2 = search_and_selection_rows(full, RowPlan(200, 500, 1.0), seed=4)
+    _, _, b3 = search_and_selection_rows(full, RowPlan(200, 500, 1.0), seed=5)
     assert torch.equal(b.ids, b2.ids) and torch.equal(a.ids, a2.ids)
     assert not torch.equal(b.ids, b3.ids)  # seeded
 
 
 def test_top_up_is_capped_by_the_rows_there_are() -> None:
     full = numbered(300)
-    sub, a, b = search_and_selection_rows(full, RowPlan(200, 10_000), seed=0)
+    sub, a, b = search_and_selection_rows(full, RowPlan(200, 10_000, 1.0), seed=0)
     assert len(b) == 300 - len(a) and row_set(a) | row_set(b) == set(range(300))
     # A validation split no larger than the subsample has nothing to add.
-    sub, a, b = search_and_selection_rows(full, RowPlan(300, 10_000), seed=0)
+    sub, a, b = search_and_selection_rows(full, RowPlan(300, 10_000, 1.0), seed=0)
     assert len(sub) == 300 and len(a) + len(b) == 300
 
 
@@ -67,7 +67,7 @@ def test_a_half_without_both_labels_is_refused() -> None:
     few = Batch(ids=full.ids[:3], multi=(), dense=full.dense[:3],
                 label=torch.tensor([0.0, 0.0, 1.0]))
     with pytest.raises(DataError, match="both labels"):
-        search_and_selection_rows(few, RowPlan(3, 100), seed=0)
+        search_and_selection_rows(few, RowPlan(3, 100, 1.0), seed=0)
 
 
 def test_search_share_leaves_a_small_split_to_selection() -> None:
