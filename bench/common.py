@@ -1,12 +1,15 @@
-"""Small helpers shared by the benchmarks: timing, machine description."""
+"""Small helpers shared by the benchmarks: timing, machine description, the entry point."""
 
 from __future__ import annotations
 
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+
+from adass_ray.errors import AdassError
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
@@ -29,3 +32,13 @@ def machine() -> str:
         threads = -1
     return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"torch threads {threads}")
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a bench's ``main``; bad input (an :class:`AdassError`) is one line on stderr and
+    exit 2, with no traceback."""
+    try:
+        main()
+    except AdassError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -23,9 +23,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adass_ray.errors import AdassError, ConfigError  # noqa: E402
+from adass_ray.errors import ConfigError  # noqa: E402
 from adass_ray.harness.render import ci_text  # noqa: E402
 from adass_ray.harness.stats import paired  # noqa: E402
+from bench.common import run_main  # noqa: E402
 
 
 def _load(report: str) -> dict[str, Any]:
@@ -94,8 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AdassError as e:  # bad input: one line and exit 2, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -32,10 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adass_ray.errors import AdassError  # noqa: E402
 from adass_ray.harness.render import ci_text  # noqa: E402
 from adass_ray.harness.stats import paired  # noqa: E402
 from adass_ray.search.selection import rerank  # noqa: E402
+from bench.common import run_main  # noqa: E402
 from bench.searches import METHODS, load, run_searches  # noqa: E402
 
 
@@ -83,8 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AdassError as e:  # bad input: one line and exit 2, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

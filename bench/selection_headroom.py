@@ -39,12 +39,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adass_ray.errors import AdassError  # noqa: E402
 from adass_ray.harness.render import ci_text  # noqa: E402
 from adass_ray.harness.stats import paired  # noqa: E402
 from adass_ray.search.knapsack import solve_mckp  # noqa: E402
 from adass_ray.search.selection import rerank, top_k  # noqa: E402
 from adass_ray.search.space import Arch, SearchSpace  # noqa: E402
+from bench.common import run_main  # noqa: E402
 from bench.searches import METHODS, load, run_searches  # noqa: E402
 
 RULES = ("re-ranked", "no re-rank", "additive fit", "best on list")
@@ -112,8 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AdassError as e:  # bad input: one line and exit 2, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -39,26 +39,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-
 from adass_ray import configio  # noqa: E402
-from adass_ray.data.batch import Batch  # noqa: E402
-from adass_ray.errors import AdassError  # noqa: E402
 from adass_ray.harness.render import ci_text  # noqa: E402
 from adass_ray.harness.stats import paired  # noqa: E402
 from adass_ray.search.agent import SearchConfig  # noqa: E402
-from adass_ray.search.rows import search_and_selection_rows  # noqa: E402
+from adass_ray.search.rows import subsample_rows  # noqa: E402
 from adass_ray.search.selection import rerank  # noqa: E402
+from bench.common import run_main  # noqa: E402
 from bench.searches import METHODS, load, run_searches, with_rows  # noqa: E402
 
 HALVES = ("B", "B+")
-
-
-def same_rows(a: Batch, b: Batch) -> bool:
-    """Whether two batches hold the same rows in the same order."""
-    return (len(a) == len(b) and torch.equal(a.ids, b.ids) and torch.equal(a.dense, b.dense)
-            and torch.equal(a.label, b.label)
-            and all(torch.equal(x, y) for x, y in zip(a.multi, b.multi, strict=True)))
 
 
 def main() -> None:
@@ -89,7 +79,10 @@ def main() -> None:
         plus_cfg = configio.load(SearchConfig, None, original)
     plus_cfg = replace(plus_cfg, select_rows=args.select_rows)
     plans = {"B": bench.base.rows, "B+": plus_cfg.rows}
-    first = {h: with_rows(bench, plan, 0) for h, plan in plans.items()}
+    first = {"B": bench, "B+": with_rows(bench, plans["B+"], 0)}  # bench holds B at seed 0
+    # the same subsample, hence the same A for every seed: the histories are then shared
+    n = len(bench.valid)
+    same = min(subsample_rows(plans["B"], n), n) == min(subsample_rows(plans["B+"], n), n)
     print(f"{bench.describe()}; B+: Q_A / Q_B on {first['B+'].ev_a.labels.size} / "
           f"{first['B+'].ev_b.labels.size} validation rows; rows drawn "
           f"{'once (seed 0)' if args.fixed_rows else 'per seed'}; {args.seeds} seeds, "
@@ -99,9 +92,6 @@ def main() -> None:
         draw = 0 if args.fixed_rows else seed
         rows = first if draw == 0 else {h: with_rows(bench, plan, draw)
                                         for h, plan in plans.items()}
-        # the same A rows (not only as many): then the searches and their histories are shared
-        same = same_rows(*(search_and_selection_rows(bench.valid, plans[h], seed=draw)[1]
-                           for h in HALVES))
         for text, budget in bench.budgets:
             runs = {"B": run_searches(rows["B"], budget, replace(bench.base, seed=seed))}
             runs["B+"] = (runs["B"] if same else
@@ -125,8 +115,4 @@ def main() -> None:
                   f"| {vs[0]} | {vs[1]} |", flush=True)
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AdassError as e:  # bad input: one line and exit 2, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -27,18 +27,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adass_ray import configio
-from adass_ray.errors import AdassError, ConfigError
-from adass_ray.harness.methods import REFERENCE_VARIANT, slug
-from adass_ray.harness.render import ci_text
-from adass_ray.harness.stats import paired
-from adass_ray.harness.units import SPLIT_SEED, supernet_dir
-from adass_ray.metrics import paired_bootstrap_se
-from adass_ray.search.agent import SearchConfig
-from adass_ray.search.context import load_context
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from adass_ray import configio  # noqa: E402
+from adass_ray.errors import ConfigError  # noqa: E402
+from adass_ray.harness.methods import REFERENCE_VARIANT, slug  # noqa: E402
+from adass_ray.harness.render import ci_text  # noqa: E402
+from adass_ray.harness.stats import paired  # noqa: E402
+from adass_ray.harness.units import SPLIT_SEED, supernet_dir  # noqa: E402
+from adass_ray.metrics import paired_bootstrap_se  # noqa: E402
+from adass_ray.search.agent import SearchConfig  # noqa: E402
+from adass_ray.search.context import load_context  # noqa: E402
+from bench.common import run_main  # noqa: E402
 
 SEARCHES = {"ours": "AdaS&S (ours)", "random search": "random search", "evolution": "evolution"}
 NULL = "uniform matched to budget"
@@ -140,8 +143,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AdassError as e:  # bad input: one line and exit 2, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -118,6 +118,21 @@ def split_index(label: Tensor, *, seed: int, fraction: float = 0.5) -> tuple[Ten
     return idx_a, idx_b
 
 
+def subsample_rows(plan: RowPlan, n: int) -> int:
+    """The rows the search's subsample asks for out of a validation split of ``n`` rows
+    (``val_rows``, capped at ``search_share`` of the split); two plans whose counts agree, or
+    both reach ``n``, draw the same subsample and the same A for a seed.
+
+    Raises:
+        ConfigError: ``search_share`` outside (0, 1].
+    """
+    if not 0.0 < plan.search_share <= 1.0:
+        raise ConfigError(f"search_share={plan.search_share}: need 0 < share <= 1")
+    if plan.search_share == 1.0:
+        return plan.val_rows
+    return min(plan.val_rows, max(2, int(plan.search_share * n)))
+
+
 def search_and_selection_rows(full: Batch, plan: RowPlan, *,
                               seed: int) -> tuple[Batch, Batch, Batch]:
     """The rows a search scores: ``(subsample, A, B)``.
@@ -136,10 +151,7 @@ def search_and_selection_rows(full: Batch, plan: RowPlan, *,
         ConfigError: ``val_rows < 1``, or ``search_share`` outside (0, 1].
         DataError: a half would miss a label class.
     """
-    if not 0.0 < plan.search_share <= 1.0:
-        raise ConfigError(f"search_share={plan.search_share}: need 0 < share <= 1")
-    rows = min(plan.val_rows, max(2, int(plan.search_share * len(full))))
-    sub = subsample_index(len(full), rows, seed)
+    sub = subsample_index(len(full), subsample_rows(plan, len(full)), seed)
     idx_a, idx_b = split_index(full.label[sub], seed=seed)
     idx_a, idx_b = sub[idx_a], sub[idx_b]
     room = plan.select_rows - len(idx_b)
