@@ -32,6 +32,7 @@ from adass_ray.data.synthetic import CRITEO_CARDINALITIES  # noqa: E402
 from adass_ray.model.config import ModelConfig  # noqa: E402
 from adass_ray.search.evaluator import CachedEvaluator  # noqa: E402
 from adass_ray.train.config import TrainConfig  # noqa: E402
+from adass_ray.train.loop import dense_adam  # noqa: E402
 from adass_ray.train.task import Task, make_task  # noqa: E402
 
 SIZES = (1, 2, 4, 8, 16)
@@ -71,7 +72,7 @@ def train_rate(task: Task, batches: list[Batch], steps: int, device: torch.devic
                bf16: bool) -> float:
     """Samples/s of ``steps`` training steps (after 2 warm-up steps), the loop's step body."""
     params = [p for p in task.model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-3)
+    opt = dense_adam(params, lr=1e-3, weight_decay=0.0)  # the training loop's optimizer
     g = torch.Generator().manual_seed(0)
 
     def step(batch: Batch) -> torch.Tensor:

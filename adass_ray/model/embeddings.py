@@ -228,16 +228,20 @@ class CandidateEmbeddings(nn.Module):
         # of the work: cap the chunk near B / 2K (powers of two) so small batches stay cheap.
         c = min(self.chunk, 1 << max(0, (b // (2 * nk)).bit_length() - 1))
         a = arch[:, self.internal_to_fm]
-        # [B, F, K] running count per (field, candidate); int32 halves the memory traffic.
-        csum = (a.unsqueeze(2) == torch.arange(nk, device=a.device)).cumsum(0, dtype=torch.int32)
-        rank = csum.gather(2, a.unsqueeze(2)).squeeze(2) - 1
+        # [F, K, B] running count per (field, candidate) along the rows; int32 halves the memory
+        # traffic. Rows are the innermost dimension so the scan runs along contiguous memory: a
+        # scan over the outer dimension of [B, F, K] parallelises over only F·K columns on CUDA
+        # (about 20 ms a step at 65,536 rows on an H200, against well under 1 ms this way).
+        at = a.t().unsqueeze(1)  # [F, 1, B]
+        csum = (at == torch.arange(nk, device=a.device)[:, None]).cumsum(2, dtype=torch.int32)
+        rank = csum.gather(1, at).squeeze(1).t() - 1  # [B, F]
         if host_arch is None and arch.device.type == "cpu":
             host_arch = arch
         if host_arch is not None:  # [F, K] counts on the host: a bincount per field
             ha = host_arch[:, self._internal_host] + torch.arange(nf) * nk
             counts = torch.bincount(ha.reshape(-1), minlength=nf * nk).view(nf, nk)
         else:
-            counts = csum[-1].long()
+            counts = csum[:, :, -1].long()
         if self.candidate_sizes[0] == 0:
             counts[:, 0] = 0
         nch_kf = ((counts + c - 1) // c).t().reshape(-1)  # chunks per (candidate, field)

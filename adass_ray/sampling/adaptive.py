@@ -241,7 +241,12 @@ class AdaptiveSampler(WarmupMixin):
             sources.append(torch.full((n_bud, f), BUDGET, dtype=torch.int8, device=dev))
         cdf = self.es_distribution().cumsum(1)[:, :-1].to(dev).contiguous()  # [F, K-1]
         u = torch.rand((f, n_mix), generator=generator, device=dev, dtype=F64)
-        fill = torch.searchsorted(cdf, u, right=True)  # inverse CDF: [F, n_mix]
+        # inverse CDF: how many of a field's K-1 cut points lie at or below u, [F, n_mix] (what
+        # searchsorted(right=True) returns; K-1 comparisons are several times faster on a CPU)
+        fill = torch.zeros(u.shape, dtype=torch.uint8, device=dev)  # K - 1 < 256 cut points
+        for j in range(k - 1):
+            fill += cdf[:, j : j + 1] <= u
+        fill = fill.long()
         jitter = torch.rand(f, generator=generator, device=dev, dtype=F64)
         n_fill = (self.mix_share().to(dev) * n_mix + jitter).floor().long().clamp(0, n_mix)
         mixed, adaptive = balanced_mix(fill, n_fill, k, generator)

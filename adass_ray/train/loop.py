@@ -30,6 +30,18 @@ logger = logging.getLogger(__name__)
 HOLDOUT_ROWS = 2048  # validation rows a path-scoring sampler (greedy) scores its candidate paths on
 
 
+def dense_adam(params: list[torch.nn.Parameter], *, lr: float,
+               weight_decay: float) -> torch.optim.Adam:
+    """Adam over ``params``; fused into a few kernels when they all live on CUDA.
+
+    The default multi-tensor Adam makes several passes over every parameter and moment; at
+    Criteo size (a billion dense supernet parameters) that took about 22 ms a step on an H200,
+    several times what reading and writing them once costs. On the CPU the default stays.
+    """
+    fused = bool(params) and all(p.is_cuda for p in params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
 @dataclass
 class LoopState:
     """Where a run is: restored from a checkpoint to continue exactly."""
@@ -95,7 +107,7 @@ class TrainLoop:
         self.sparse_params = [p for n, p in named if sparse and is_table(n)]
         self.params = [p for n, p in named if not (sparse and is_table(n))]
         self.optimizers: list[torch.optim.Optimizer] = [
-            torch.optim.Adam(self.params, lr=config.lr, weight_decay=config.weight_decay)
+            dense_adam(self.params, lr=config.lr, weight_decay=config.weight_decay)
         ]
         if self.sparse_params:
             # lazy Adam: moments and updates only for the rows a step touched

@@ -18,6 +18,7 @@ from adass_ray.model.config import ModelConfig
 from adass_ray.sampling import SamplerConfig
 from adass_ray.search.evaluator import CachedEvaluator
 from adass_ray.train.config import TrainConfig
+from adass_ray.train.loop import dense_adam
 from adass_ray.train.task import make_task
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -46,7 +47,8 @@ def test_training_step_and_evaluation_do_not_sync(kind: str, bf16: bool) -> None
                       sampler=SamplerConfig(name="uniform"))
     task = make_task(FM, cfg, kind, None if kind == "supernet" else (2, 0, 16, 4, 8, 16))
     task.model.to(device).train()
-    opt = torch.optim.Adam(task.model.parameters(), lr=1e-3)
+    opt = dense_adam(list(task.model.parameters()), lr=1e-3, weight_decay=0.0)
+    assert opt.defaults["fused"]  # the training loop's optimizer: fused on CUDA
     batches = [_batch(512, s).to(device) for s in range(3)]
     g = torch.Generator().manual_seed(0)
 
