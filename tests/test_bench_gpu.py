@@ -1,4 +1,5 @@
-"""``bench/gpu.py --device cpu --quick`` runs and prints every figure it promises."""
+"""The GPU benches (`bench/gpu.py`, `bench/gpu_profile.py`) run on a CPU with `--quick` and
+print every figure they promise."""
 
 from __future__ import annotations
 
@@ -22,3 +23,16 @@ def test_gpu_bench_runs_on_cpu_quick() -> None:
     evals = re.findall(r"evaluation .*folded first layer.*: ([\d,]+) archs/s", out)
     assert len(evals) == 1 and float(evals[0].replace(",", "")) > 0
     assert out.count("peak ") == 3
+
+
+def test_gpu_profile_bench_runs_on_cpu_quick() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_profile.py"), "--device", "cpu", "--quick"],
+        capture_output=True, text=True, timeout=600, check=True, cwd=ROOT,
+    ).stdout
+    steps = re.findall(r"(adaptive|uniform|stand-alone) *: +([\d.]+) ms/step", out)
+    assert [s[0] for s in steps] == ["adaptive", "uniform", "stand-alone"]
+    assert min(float(s[1]) for s in steps) > 0
+    parts = re.findall(r"sample paths \(host\) [\d.]+, .* optimizer [\d.]+ \(sum [\d.]+ ms\)", out)
+    assert len(parts) == 2  # one split per supernet sampler
+    assert "top operators by self_cpu_time_total" in out
