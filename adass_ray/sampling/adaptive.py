@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -50,12 +50,29 @@ from adass_ray.sampling._common import (
     pack_stats,
     save_state,
 )
-from adass_ray.sampling.base import PathSpace, balanced_mix, budget_region
+from adass_ray.sampling.ahead import DrawAhead
+from adass_ray.sampling.base import (
+    PathSpace,
+    balanced_mix_draws,
+    balanced_mix_from,
+    budget_region,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Where an entry of a sampled path came from (see :meth:`AdaptiveSampler.sample_with_source`).
 BALANCED, ADAPTIVE, SANDWICH, BUDGET = 0, 1, 2, 3
+
+
+class _Draws(NamedTuple):
+    """A step's random numbers (see :meth:`AdaptiveSampler._draws`)."""
+
+    budget: Tensor | None  # [n_bud, F] budget-region paths (they use no statistics)
+    u: Tensor  # [F, n_mix] uniforms for the ES inverse CDF
+    jitter: Tensor  # [F] rounding of each field's adaptive count
+    offset: Tensor  # [F, 1] balanced assignment's offsets
+    perm: Tensor  # [F, n_mix] one shuffle per field
+    order: Tensor  # [B] the rows' shuffle
 
 
 def _trend(fast: Tensor, slow: Tensor) -> Tensor:
@@ -152,6 +169,7 @@ class AdaptiveSampler(WarmupMixin):
         self._visits = torch.zeros(f, k, dtype=torch.long)
         self._steps = 0
         self._total_steps: int | None = None
+        self._ahead: DrawAhead[_Draws] | None = None
 
     # -- the distributions ---------------------------------------------------------------------
 
@@ -229,31 +247,55 @@ class AdaptiveSampler(WarmupMixin):
             ``arch [batch_size, F]`` int64 and ``source [batch_size, F]`` int8, each entry one of
             ``BALANCED``, ``ADAPTIVE``, ``SANDWICH``, ``BUDGET``; both on ``generator.device``.
         """
+        draws = self._ahead.take(batch_size, generator) if self._ahead is not None else None
+        if draws is None:
+            draws = self._draws(batch_size, generator)
+        if self._ahead is not None:  # the generator now stands where the next step's draws begin
+            self._ahead.start(batch_size, generator)
         dev, f, k = generator.device, self.num_fields, self.num_candidates
         n_sw, n_bud, n_mix = self.layout(batch_size)
         parts, sources = [], []
         for index in (self.space.smallest, self.space.largest):
             parts.append(torch.full((n_sw, f), index, dtype=torch.long, device=dev))
             sources.append(torch.full((n_sw, f), SANDWICH, dtype=torch.int8, device=dev))
-        if n_bud:
-            ratios = torch.tensor(self.budget_ratios, dtype=F64)
-            parts.append(budget_region(n_bud, self.space, ratios, self.budget_low, generator)[0])
+        if draws.budget is not None:
+            parts.append(draws.budget)
             sources.append(torch.full((n_bud, f), BUDGET, dtype=torch.int8, device=dev))
         cdf = self.es_distribution().cumsum(1)[:, :-1].to(dev).contiguous()  # [F, K-1]
-        u = torch.rand((f, n_mix), generator=generator, device=dev, dtype=F64)
         # inverse CDF: how many of a field's K-1 cut points lie at or below u, [F, n_mix] (what
         # searchsorted(right=True) returns; K-1 comparisons are several times faster on a CPU)
-        fill = torch.zeros(u.shape, dtype=torch.uint8, device=dev)  # K - 1 < 256 cut points
+        fill = torch.zeros(draws.u.shape, dtype=torch.uint8, device=dev)  # K - 1 < 256 cuts
         for j in range(k - 1):
-            fill += cdf[:, j : j + 1] <= u
-        fill = fill.long()
-        jitter = torch.rand(f, generator=generator, device=dev, dtype=F64)
-        n_fill = (self.mix_share().to(dev) * n_mix + jitter).floor().long().clamp(0, n_mix)
-        mixed, adaptive = balanced_mix(fill, n_fill, k, generator)
+            fill += cdf[:, j : j + 1] <= draws.u
+        n_fill = (self.mix_share().to(dev) * n_mix + draws.jitter).floor().long().clamp(0, n_mix)
+        mixed, adaptive = balanced_mix_from(fill.long(), n_fill, k, draws.offset, draws.perm)
         parts.append(mixed)
         sources.append(torch.where(adaptive, ADAPTIVE, BALANCED).to(torch.int8))
+        return torch.cat(parts)[draws.order], torch.cat(sources)[draws.order]
+
+    def _draws(self, batch_size: int, generator: torch.Generator) -> _Draws:
+        """Every random number a step of ``batch_size`` rows uses, in the order drawn; they
+        depend on nothing but the batch size (which is what lets :meth:`draw_ahead` work)."""
+        dev, f, k = generator.device, self.num_fields, self.num_candidates
+        _, n_bud, n_mix = self.layout(batch_size)
+        budget = None
+        if n_bud:
+            ratios = torch.tensor(self.budget_ratios, dtype=F64)
+            budget = budget_region(n_bud, self.space, ratios, self.budget_low, generator)[0]
+        u = torch.rand((f, n_mix), generator=generator, device=dev, dtype=F64)
+        jitter = torch.rand(f, generator=generator, device=dev, dtype=F64)
+        offset, perm = balanced_mix_draws(f, n_mix, k, generator)
         order = torch.randperm(batch_size, generator=generator, device=dev)
-        return torch.cat(parts)[order], torch.cat(sources)[order]
+        return _Draws(budget, u, jitter, offset, perm, order)
+
+    def draw_ahead(self, on: bool = True) -> None:
+        """Draw the next step's random numbers on a worker thread while this step runs.
+
+        The paths are the same with it or without it (:mod:`adass_ray.sampling.ahead`). For
+        GPU training, where the host's draws hold the step up; off by default, since on a CPU
+        the thread takes cores from the step itself.
+        """
+        self._ahead = DrawAhead(self._draws) if on else None
 
     # -- learning ------------------------------------------------------------------------------
 

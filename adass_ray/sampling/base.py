@@ -257,10 +257,24 @@ def balanced_mix(fill: Tensor, n_fill: Tensor, k: int,
         ``arch [n, F]`` int64 and ``from_fill [n, F]`` bool (True where the entry is adaptive).
     """
     f, n = fill.shape
-    dev = fill.device
-    pos = torch.arange(n, device=dev)[None, :]
-    offset = torch.randint(k, (f, 1), generator=generator, device=dev)
+    offset, perm = balanced_mix_draws(f, n, k, generator)
+    return balanced_mix_from(fill, n_fill, k, offset, perm)
+
+
+def balanced_mix_draws(f: int, n: int, k: int,
+                       generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The random numbers :func:`balanced_mix` uses, in its order: ``offset [F, 1]`` in
+    ``[0, K)`` and ``perm [F, n]`` (one permutation per field). They depend only on the shapes,
+    so they can be drawn ahead of the data."""
+    offset = torch.randint(k, (f, 1), generator=generator, device=generator.device)
+    return offset, random_orders(f, n, generator)
+
+
+def balanced_mix_from(fill: Tensor, n_fill: Tensor, k: int, offset: Tensor,
+                      perm: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`balanced_mix` given its draws (:func:`balanced_mix_draws`); no randomness."""
+    n = fill.shape[1]
+    pos = torch.arange(n, device=fill.device)[None, :]
     is_fill = pos >= (n - n_fill)[:, None]
     column = torch.where(is_fill, fill, (pos + offset) % k)
-    perm = random_orders(f, n, generator)
     return column.gather(1, perm).T, is_fill.gather(1, perm).T

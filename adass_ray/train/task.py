@@ -108,6 +108,11 @@ class SupernetTask(Task):
         # attach_holdout once with rows of its validation slice
         self.wants_holdout = hasattr(sampler, "set_score_fn")
         self._pending: tuple[Tensor, Tensor, Tensor] | None = None
+        # "auto": a sampler that can draw the next step's random numbers on a worker thread
+        # does so once the batches are on CUDA (same paths; the host's draws then overlap the
+        # device's work). False: never (the GPU bench's comparison).
+        self.draw_ahead: str | bool = "auto"
+        self._ahead_on = False
 
     def set_total_steps(self, steps: int) -> None:
         """Warm-ups and decays of the sampler are fractions of the run: tell it the run."""
@@ -123,6 +128,11 @@ class SupernetTask(Task):
     def train_step(
         self, batch: Batch, *, generator: torch.Generator, reduce: Any
     ) -> tuple[Tensor, dict[str, float]]:
+        if self.draw_ahead == "auto" and not self._ahead_on and batch.label.is_cuda:
+            switch = getattr(self.sampler, "draw_ahead", None)
+            if switch is not None:
+                switch(True)
+            self._ahead_on = True
         host = self.sampler.sample(len(batch), generator=generator)
         # the CPU paths route the lookups (no device-to-host copy in the step); the sampler's
         # statistics read the device copy

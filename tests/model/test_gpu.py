@@ -19,7 +19,7 @@ from adass_ray.sampling import SamplerConfig
 from adass_ray.search.evaluator import CachedEvaluator
 from adass_ray.train.config import TrainConfig
 from adass_ray.train.loop import dense_adam
-from adass_ray.train.task import make_task
+from adass_ray.train.task import SupernetTask, make_task
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -81,3 +81,28 @@ def test_training_step_and_evaluation_do_not_sync(kind: str, bf16: bool) -> None
     if ev is not None:
         assert logits is not None and logits.shape == (2, 300)
         assert ev.fold is not None  # the folded path is the one checked
+
+
+def test_adaptive_supernet_on_cuda_draws_ahead_and_samples_the_same_paths() -> None:
+    device = torch.device("cuda")
+    cfg = TrainConfig(model=ModelConfig(d=16, hidden=(64, 32), sparse=False),
+                      sampler=SamplerConfig(name="adaptive", warmup_steps=1))
+    task = make_task(FM, cfg, "supernet")
+    assert isinstance(task, SupernetTask)
+    task.model.to(device).train()
+    opt = dense_adam(list(task.model.parameters()), lr=1e-3, weight_decay=0.0)
+    reference = cfg.sampler.build(candidate_sizes=FM.candidate_sizes, vocab_sizes=FM.vocab_sizes)
+    g, g_ref = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for s in range(4):
+        batch = _batch(512, s).to(device)
+        loss, _ = task.train_step(batch, generator=g, reduce=None)
+        arch = task._pending[0] if task._pending is not None else None
+        assert arch is not None
+        assert torch.equal(arch.cpu(), reference.sample(512, generator=g_ref))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        task.after_backward(None)
+        opt.step()
+        # the reference learns from the same statistics
+        reference.load_state_dict(task.sampler.state_dict())
+    assert getattr(task.sampler, "_ahead", None) is not None  # it did draw ahead
