@@ -1,11 +1,13 @@
 """Where a supernet training step spends its time on a GPU: ``python bench/gpu_profile.py``.
 
 Same shape as ``bench/gpu.py`` (26 Criteo-cardinality fields, sizes 1..16, d = 16, DNN
-(400, 400, 400), the training loop's dense Adam, fused on CUDA). Prints, per batch size, the step time of the supernet with the
-adaptive and the uniform path sampler and of the stand-alone uniform-16 model, then the step
-split into its parts (the host's path sampling, forward, backward, sampler update, optimizer),
-each timed with the device synchronized around it; after the adaptive sampler's figures, the
-top operators of a ``torch.profiler`` trace of a few of its steps. ``--device cpu --quick`` checks the script.
+(400, 400, 400), the training loop's dense Adam, fused on CUDA). Prints, per batch size, the
+step time of the supernet with the adaptive sampler (drawing the next step's random numbers
+ahead, as training on CUDA does, and drawing them in the step), with the uniform sampler, and of
+the stand-alone uniform-16 model; for each supernet, the step cut into parts (the host's path
+sampling, forward, backward, sampler update, optimizer), each timed with the device synchronized
+around it; after the first sampler's figures, the top operators of a ``torch.profiler`` trace of
+a few of its steps. ``--device cpu --quick`` checks the script.
 """
 
 from __future__ import annotations
@@ -97,19 +99,21 @@ def main(argv: list[str] | None = None) -> int:
     fm = feature_map(scale)
     g = torch.Generator().manual_seed(0)
     data = {b: [random_batch(fm, b, device, g) for _ in range(4)] for b in batches}
-    for name in ("adaptive", "uniform", "stand-alone"):
+    for name in ("adaptive", "adaptive, drawn in step", "uniform", "stand-alone"):
         cfg = TrainConfig(model=ModelConfig(d=16, hidden=hidden, candidate_sizes=SIZES,
                                             sparse=False),
                           sampler=SamplerConfig(name="uniform" if name == "uniform" else
                                                 "adaptive"))
         task = make_task(fm, cfg, "fixed" if name == "stand-alone" else "supernet",
                          (16,) * fm.num_fields if name == "stand-alone" else None)
+        if isinstance(task, SupernetTask) and name != "adaptive":
+            task.draw_ahead = False  # the step draws its own random numbers, as before
         task.model.to(device).train()
         task.set_total_steps(1000)
         opt = dense_adam([p for p in task.model.parameters() if p.requires_grad], lr=1e-3,
                          weight_decay=0.0)
         for b in batches:
-            print(f"batch {b:>6,} {name:11s}: {step_ms(task, opt, data[b], steps, device):8.1f} "
+            print(f"batch {b:>6,} {name:23s}: {step_ms(task, opt, data[b], steps, device):8.1f} "
                   f"ms/step", flush=True)
             if isinstance(task, SupernetTask):
                 parts = parts_ms(task, opt, data[b], steps, device)
