@@ -2,12 +2,12 @@
 
 Same shape as ``bench/gpu.py`` (26 Criteo-cardinality fields, sizes 1..16, d = 16, DNN
 (400, 400, 400), the training loop's dense Adam, fused on CUDA). Prints, per batch size, the
-step time of the supernet with the adaptive sampler (drawing the next step's random numbers
-ahead, as training on CUDA does, and drawing them in the step), with the uniform sampler, and of
-the stand-alone uniform-16 model; for each supernet, the step cut into parts (the host's path
-sampling, forward, backward, sampler update, optimizer), each timed with the device synchronized
-around it; after the first sampler's figures, the top operators of a ``torch.profiler`` trace of
-a few of its steps. ``--device cpu --quick`` checks the script.
+step time of the supernet with the adaptive sampler, drawing the next step's random numbers
+ahead (as training on CUDA does; here on any device) and drawing them in the step, with the
+uniform sampler, and of the stand-alone uniform-16 model; for each supernet, the step cut into
+parts (the host's path sampling, forward, backward, sampler update, optimizer), each timed with
+the device synchronized around it; after the first sampler's figures, the top operators of a
+``torch.profiler`` trace of a few of its steps. ``--device cpu --quick`` checks the script.
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 "adaptive"))
         task = make_task(fm, cfg, "fixed" if name == "stand-alone" else "supernet",
                          (16,) * fm.num_fields if name == "stand-alone" else None)
-        if isinstance(task, SupernetTask) and name != "adaptive":
-            task.draw_ahead = False  # the step draws its own random numbers, as before
+        if isinstance(task, SupernetTask):  # "adaptive": as training on CUDA does, on any device
+            task.draw_ahead = name == "adaptive"
         task.model.to(device).train()
         task.set_total_steps(1000)
         opt = dense_adam([p for p in task.model.parameters() if p.requires_grad], lr=1e-3,

@@ -38,7 +38,8 @@ class DrawAhead(Generic[T]):
         self._pending: tuple[int, torch.Tensor, torch.Generator, Future[T]] | None = None
 
     def start(self, key: int, generator: torch.Generator) -> None:
-        """Begin drawing the step after this one, assumed to have ``key`` too."""
+        """Begin drawing the step after this one, assumed to have ``key`` too, from
+        ``generator``'s current state (a copy of it: ``generator`` is not advanced)."""
         if generator.device.type != "cpu":
             return
         if self._pool is None:
@@ -55,8 +56,9 @@ class DrawAhead(Generic[T]):
         if pending is None:
             return None
         started_key, state, copy, future = pending
-        draws = future.result()  # an error in the worker is raised here, in the step
         if started_key != key or not torch.equal(state, generator.get_state()):
+            future.cancel()  # not needed: a draw already running finishes unread
             return None
+        draws = future.result()  # an error in the worker is raised here, in the step
         generator.set_state(copy.get_state())
         return draws

@@ -134,7 +134,7 @@ class TrainLoop:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.task.model.load_state_dict(state["model"])
         for opt, saved in zip(self.optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(saved)
+            opt.load_state_dict(_keep_fused(opt, saved))
         self.task.load_extra_state(state.get("task", {}))
         self.state = LoopState(**copy.deepcopy(state["loop"]))  # never alias the caller's lists
         self.best_model = state.get("best_model")
@@ -162,6 +162,9 @@ class TrainLoop:
         # the loss runs in fp32 under autocast); evaluation never autocasts
         with torch.autocast("cuda", dtype=torch.bfloat16,
                             enabled=self.cfg.bf16 and self.device.type == "cuda"):
+            tell_next = getattr(self.task, "set_next_generator", None)
+            if tell_next is not None:  # the next step's generator: a sampler may draw ahead
+                tell_next(torch.Generator().manual_seed(self._step_seed(st.global_step + 1)))
             loss, _ = self.task.train_step(
                 batch, generator=torch.Generator().manual_seed(seed),
                 reduce=self.comm.all_reduce_sum,
@@ -270,6 +273,17 @@ class TrainLoop:
         if f"{prefix}_auc" not in out:
             out[f"{prefix}_auc"] = sum(aucs) / len(aucs)
         return out
+
+
+def _keep_fused(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` with ``opt``'s own "fused" flags: a checkpoint carries the flag of the device it
+    was written on (fused on CUDA, see :func:`dense_adam`), and loading applies it, moving the
+    step counters to match; a run resumed on another device keeps its own choice."""
+    if len(saved.get("param_groups", ())) != len(opt.param_groups):
+        return saved  # load_state_dict says what is wrong
+    groups = [{**g, "fused": mine["fused"]} if "fused" in mine and "fused" in g else g
+              for g, mine in zip(saved["param_groups"], opt.param_groups, strict=True)]
+    return {**saved, "param_groups": groups}
 
 
 def _mean(st: LoopState) -> float:

@@ -9,6 +9,8 @@ backward / step; the adaptive sampler copies its per-step statistics to the host
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -83,6 +85,18 @@ def test_training_step_and_evaluation_do_not_sync(kind: str, bf16: bool) -> None
         assert ev.fold is not None  # the folded path is the one checked
 
 
+def _count_handovers(ahead: Any, taken: list[bool]) -> None:
+    """Record in ``taken`` whether each later ``ahead.take`` handed draws over."""
+    take = ahead.take
+
+    def counted(key: int, generator: torch.Generator) -> object:
+        draws = take(key, generator)
+        taken.append(draws is not None)
+        return draws
+
+    ahead.take = counted
+
+
 def test_adaptive_supernet_on_cuda_draws_ahead_and_samples_the_same_paths() -> None:
     device = torch.device("cuda")
     cfg = TrainConfig(model=ModelConfig(d=16, hidden=(64, 32), sparse=False),
@@ -93,8 +107,12 @@ def test_adaptive_supernet_on_cuda_draws_ahead_and_samples_the_same_paths() -> N
     opt = dense_adam(list(task.model.parameters()), lr=1e-3, weight_decay=0.0)
     reference = cfg.sampler.build(candidate_sizes=FM.candidate_sizes, vocab_sizes=FM.vocab_sizes)
     g, g_ref = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    taken: list[bool] = []
     for s in range(4):
         batch = _batch(512, s).to(device)
+        ahead = getattr(task.sampler, "_ahead", None)
+        if s == 1 and ahead is not None:  # count the hand-overs from here on
+            _count_handovers(ahead, taken)
         loss, _ = task.train_step(batch, generator=g, reduce=None)
         arch = task._pending[0] if task._pending is not None else None
         assert arch is not None
@@ -105,4 +123,4 @@ def test_adaptive_supernet_on_cuda_draws_ahead_and_samples_the_same_paths() -> N
         opt.step()
         # the reference learns from the same statistics
         reference.load_state_dict(task.sampler.state_dict())
-    assert getattr(task.sampler, "_ahead", None) is not None  # it did draw ahead
+    assert taken == [True, True, True]  # steps 1-3 took the draws made during the step before

@@ -8,7 +8,7 @@ from adass_ray.data.batch import Batch
 from adass_ray.data.feature_map import FeatureMap, FieldSpec
 from adass_ray.model.config import ModelConfig
 from adass_ray.sampling import SamplerConfig
-from adass_ray.sampling.adaptive import AdaptiveSampler
+from adass_ray.sampling.adaptive import AdaptiveSampler, inverse_cdf
 from adass_ray.sampling.ahead import DrawAhead
 from adass_ray.train.config import TrainConfig
 from adass_ray.train.task import SupernetTask, make_task
@@ -87,3 +87,13 @@ def test_a_cpu_training_step_does_not_draw_ahead() -> None:
     loss.backward()
     task.after_backward(None)
     assert task.sampler._ahead is None
+
+
+def test_inverse_cdf_is_searchsorted() -> None:
+    g = torch.Generator().manual_seed(0)
+    for k in (1, 2, 5, 300):
+        p = torch.rand(4, k, generator=g, dtype=torch.float64)
+        cdf = (p / p.sum(1, keepdim=True)).cumsum(1)[:, :-1].contiguous()
+        u = torch.rand(4, 500, generator=g, dtype=torch.float64)
+        u[:, : k - 1] = cdf[:, :500]  # exact ties with the cut points
+        assert torch.equal(inverse_cdf(cdf, u), torch.searchsorted(cdf, u, right=True))

@@ -181,3 +181,38 @@ def test_training_stops_at_the_first_non_finite_loss(data):
     assert checkpoints == [3, 6, 6]  # step 6 ends epoch 0; nothing after the bad step
     assert loop.state.global_step == 7
     assert all(torch.isfinite(p).all() for p in loop.task.model.parameters())
+
+
+def test_drawing_ahead_trains_bit_for_bit_the_same_and_hands_over(data):
+    """The loop gives every step a fresh generator and says which one the next step gets, so a
+    sampler drawing ahead (on CUDA; forced here on the CPU) is handed its draws and changes
+    nothing."""
+    plain = _loop(data)
+    plain.run()
+    ahead = _loop(data)
+    ahead.task.draw_ahead = True
+    sampler = ahead.task.sampler
+    sampler.draw_ahead()
+    take, taken = sampler._ahead.take, []
+
+    def counted(key, generator):
+        draws = take(key, generator)
+        taken.append(draws is not None)
+        return draws
+
+    sampler._ahead.take = counted
+    ahead.run()
+    assert len(taken) == ahead.state.global_step and sum(taken) >= len(taken) // 2
+    a, b = plain.state_dict(), ahead.state_dict()
+    _assert_equal(_roundtrip(a), _roundtrip(b))
+
+
+def test_a_checkpoint_keeps_the_resuming_devices_fused_flag(data):
+    """A checkpoint written with fused Adam (CUDA) resumes with this device's choice."""
+    writer = _loop(data)
+    writer.run()
+    saved = _roundtrip(writer.state_dict())
+    saved["optimizers"][0]["param_groups"][0]["fused"] = True  # as written on CUDA
+    reader = _loop(data)
+    reader.load_state_dict(saved)
+    assert reader.optimizers[0].param_groups[0]["fused"] is None  # the CPU's default Adam
