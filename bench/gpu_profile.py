@@ -28,23 +28,12 @@ from adass_ray.sampling import SamplerConfig  # noqa: E402
 from adass_ray.train.config import TrainConfig  # noqa: E402
 from adass_ray.train.loop import dense_adam  # noqa: E402
 from adass_ray.train.task import SupernetTask, Task, make_task, to_device  # noqa: E402
-from bench.gpu import SIZES, feature_map, random_batch, sync  # noqa: E402
+from bench.gpu import SIZES, feature_map, random_batch, sync, train_rate  # noqa: E402
 
 
-def step_ms(task: Task, opt: torch.optim.Optimizer, batches: list[Batch], steps: int,
-            device: torch.device) -> float:
-    g = torch.Generator().manual_seed(0)
-    for i in range(steps + 2):
-        if i == 2:
-            sync(device)
-            t0 = time.perf_counter()
-        loss, _ = task.train_step(batches[i % len(batches)], generator=g, reduce=None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        task.after_backward(None)
-        opt.step()
-    sync(device)
-    return (time.perf_counter() - t0) / steps * 1e3
+def step_ms(task: Task, batches: list[Batch], steps: int, device: torch.device) -> float:
+    """Milliseconds per training step: ``bench/gpu.py``'s timed loop (fp32, its own optimizer)."""
+    return len(batches[0]) / train_rate(task, batches, steps, device, bf16=False) * 1e3
 
 
 def parts_ms(task: SupernetTask, opt: torch.optim.Optimizer, batches: list[Batch], steps: int,
@@ -113,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         opt = dense_adam([p for p in task.model.parameters() if p.requires_grad], lr=1e-3,
                          weight_decay=0.0)
         for b in batches:
-            print(f"batch {b:>6,} {name:23s}: {step_ms(task, opt, data[b], steps, device):8.1f} "
+            print(f"batch {b:>6,} {name:23s}: {step_ms(task, data[b], steps, device):8.1f} "
                   f"ms/step", flush=True)
             if isinstance(task, SupernetTask):
                 parts = parts_ms(task, opt, data[b], steps, device)
@@ -125,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             if device.type == "cuda":
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
             with torch.profiler.profile(activities=activities) as prof:
-                step_ms(task, opt, data[b], 3, device)
+                step_ms(task, data[b], 3, device)
             for key in ("self_cpu_time_total", "self_device_time_total"):
                 if key == "self_device_time_total" and device.type != "cuda":
                     continue

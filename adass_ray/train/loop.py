@@ -162,9 +162,9 @@ class TrainLoop:
         # the loss runs in fp32 under autocast); evaluation never autocasts
         with torch.autocast("cuda", dtype=torch.bfloat16,
                             enabled=self.cfg.bf16 and self.device.type == "cuda"):
-            tell_next = getattr(self.task, "set_next_generator", None)
-            if tell_next is not None:  # the next step's generator: a sampler may draw ahead
-                tell_next(torch.Generator().manual_seed(self._step_seed(st.global_step + 1)))
+            tell_next = getattr(self.task, "set_next_seed", None)
+            if tell_next is not None:  # the next step's generator seed: a sampler may draw ahead
+                tell_next(self._step_seed(st.global_step + 1))
             loss, _ = self.task.train_step(
                 batch, generator=torch.Generator().manual_seed(seed),
                 reduce=self.comm.all_reduce_sum,

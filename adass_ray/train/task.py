@@ -113,7 +113,7 @@ class SupernetTask(Task):
         # device's work). True: on any device (tests); False: never (the GPU bench's comparison).
         self.draw_ahead: str | bool = "auto"
         self._ahead_on = False
-        self._next_generator: torch.Generator | None = None
+        self._next_seed: int | None = None
 
     def set_total_steps(self, steps: int) -> None:
         """Warm-ups and decays of the sampler are fractions of the run: tell it the run."""
@@ -126,24 +126,25 @@ class SupernetTask(Task):
         counter = getattr(self.sampler, "visits", None)
         return counter() if counter is not None else None
 
-    def set_next_generator(self, generator: torch.Generator) -> None:
-        """Say which generator the next step will be given (the loop seeds a fresh one every
-        step), so that a sampler drawing ahead starts from it during this step."""
-        self._next_generator = generator
+    def set_next_seed(self, seed: int) -> None:
+        """Say the seed of the generator the next step will be given (the loop seeds a fresh one
+        every step), so that a sampler drawing ahead starts from it during this step."""
+        self._next_seed = seed
 
     def train_step(
         self, batch: Batch, *, generator: torch.Generator, reduce: Any
     ) -> tuple[Tensor, dict[str, float]]:
-        next_generator, self._next_generator = self._next_generator, None
+        next_seed, self._next_seed = self._next_seed, None
         if not self._ahead_on and (self.draw_ahead is True
                                    or (self.draw_ahead == "auto" and batch.label.is_cuda)):
             switch = getattr(self.sampler, "draw_ahead", None)
             if switch is not None:
                 switch(True)
             self._ahead_on = switch is not None
-        if self._ahead_on:  # the next step's draws start from next_generator (else generator)
+        if self._ahead_on:  # the next step's draws start from its seed (else from generator)
+            after = None if next_seed is None else torch.Generator().manual_seed(next_seed)
             host = self.sampler.sample(len(batch), generator=generator,  # type: ignore[call-arg]
-                                       next_generator=next_generator)
+                                       next_generator=after)
         else:
             host = self.sampler.sample(len(batch), generator=generator)
         # the CPU paths route the lookups (no device-to-host copy in the step); the sampler's
