@@ -56,3 +56,8 @@ def test_table_on_a_synthetic_dataset_and_one_line_errors(tmp_path: Path) -> Non
     bad = subprocess.run([sys.executable, str(BENCH), str(tmp_path / "nowhere")],
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "prepare" in bad.stderr
+    # a bad budget among good ones: one line, and nothing printed before it
+    for budgets in ("0.5,abc", "0.5,0.0001"):
+        bad = subprocess.run([sys.executable, str(BENCH), str(data), "--budgets", budgets],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stdout == ""
