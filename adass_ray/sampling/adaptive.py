@@ -7,7 +7,8 @@ A step of ``n`` rows is laid out as (then the rows are shuffled):
 - budget-region rows: ``round(budget_frac · n)`` uniform paths repaired into ``[low·B, B]``
   (:func:`adass_ray.sampling.base.budget_region`); only when the candidate sizes are known;
 - mixed rows, the rest: per field f, ``m_f`` of the entries are drawn from the ES distribution
-  ``q_f`` and the others are a balanced assignment (:func:`adass_ray.sampling.base.balanced_mix`).
+  ``q_f`` and the others are a balanced assignment
+  (:func:`adass_ray.sampling.base.balanced_mix_from`).
 
 ``m_f = adaptive_share · ρ_f · ramp``: FS decides how much of field f follows ES, never sending a
 field to a fixed size. ``ρ_f = clip(ρ·w_f/mean(w), ρ_min, 1)``, ``w`` the EMA of the gradient

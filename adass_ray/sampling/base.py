@@ -1,7 +1,8 @@
 """The base every adaptive draw stands on (DESIGN.md §2.2, item 0), as vectorised tensor code.
 
-- :func:`balanced_mix`: per field, an equal share of the rows for each candidate (FairNAS-style),
-  optionally with some entries taken from an adaptive distribution instead;
+- :func:`balanced_mix_from` (its random numbers from :func:`balanced_mix_draws`): per field, an
+  equal share of the rows for each candidate (FairNAS-style), optionally with some entries taken
+  from an adaptive distribution instead;
 - sandwich rows (all-smallest, all-largest), from :class:`PathSpace`;
 - :func:`budget_region`: uniform paths repaired into ``[low·B, B]`` for a budget ``B`` drawn per
   row, the region the stage-2 search visits. Cost ``C(α) = Σ_f V_f·size(α_f)``.
@@ -238,41 +239,34 @@ def random_orders(rows: int, n: int, generator: torch.Generator) -> Tensor:
     return torch.rand((rows, n), generator=generator, device=dev).argsort(1)
 
 
-def balanced_mix(fill: Tensor, n_fill: Tensor, k: int,
-                 generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Per field, a balanced assignment of the rows with ``n_fill[f]`` entries taken from ``fill``.
-
-    Field f's column holds ``n - n_fill[f]`` balanced entries (candidate ``(p + o_f) mod K`` at
-    position p, a random offset ``o_f``: the counts of any two candidates differ by at most 1)
-    and ``n_fill[f]`` entries of ``fill``; each column is then shuffled on its own, so fields are
-    independent across rows.
-
-    Args:
-        fill: ``[F, n]`` int64 candidates drawn from the adaptive distribution.
-        n_fill: ``[F]`` int64 in ``[0, n]``: how many entries of each field come from ``fill``.
-        k: K.
-        generator: source of randomness, on ``fill``'s device.
-
-    Returns:
-        ``arch [n, F]`` int64 and ``from_fill [n, F]`` bool (True where the entry is adaptive).
-    """
-    f, n = fill.shape
-    offset, perm = balanced_mix_draws(f, n, k, generator)
-    return balanced_mix_from(fill, n_fill, k, offset, perm)
-
-
 def balanced_mix_draws(f: int, n: int, k: int,
                        generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """The random numbers :func:`balanced_mix` uses, in its order: ``offset [F, 1]`` in
-    ``[0, K)`` and ``perm [F, n]`` (one permutation per field). They depend only on the shapes,
-    so they can be drawn ahead of the data."""
+    """The random numbers :func:`balanced_mix_from` uses: ``offset [F, 1]`` in ``[0, K)`` and
+    ``perm [F, n]`` (one permutation per field), drawn in that order. They depend only on the
+    shapes, so they can be drawn ahead of the data."""
     offset = torch.randint(k, (f, 1), generator=generator, device=generator.device)
     return offset, random_orders(f, n, generator)
 
 
 def balanced_mix_from(fill: Tensor, n_fill: Tensor, k: int, offset: Tensor,
                       perm: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`balanced_mix` given its draws (:func:`balanced_mix_draws`); no randomness."""
+    """Per field, a balanced assignment of the rows with ``n_fill[f]`` entries taken from ``fill``.
+
+    Field f's column holds ``n - n_fill[f]`` balanced entries (candidate ``(p + o_f) mod K`` at
+    position p, a random offset ``o_f``: the counts of any two candidates differ by at most 1)
+    and ``n_fill[f]`` entries of ``fill``; each column is then shuffled on its own, so fields are
+    independent across rows. No randomness here: ``o`` and the shuffles come from
+    :func:`balanced_mix_draws`.
+
+    Args:
+        fill: ``[F, n]`` int64 candidates drawn from the adaptive distribution.
+        n_fill: ``[F]`` int64 in ``[0, n]``: how many entries of each field come from ``fill``.
+        k: K.
+        offset: ``[F, 1]`` offsets ``o``; perm: ``[F, n]`` one permutation per field.
+
+    Returns:
+        ``arch [n, F]`` int64 and ``from_fill [n, F]`` bool (True where the entry is adaptive).
+    """
     n = fill.shape[1]
     pos = torch.arange(n, device=fill.device)[None, :]
     is_fill = pos >= (n - n_fill)[:, None]
